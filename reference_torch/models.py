@@ -1,0 +1,122 @@
+"""The reference model: embedding or one-hot -> nn.RNN/LSTM/GRU over a packed batch -> linear head.
+
+Its behaviour defines what `jax_impl/models.py` must reproduce; the two files define the same names.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float, Int
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence
+
+from shared.batching import Batch
+from shared.config import ModelConfig
+from shared.checkpoint import check_params
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+class SequenceClassifier(nn.Module):
+    """`forward(tokens[B, T], lengths[B]) -> logits[B, C]`; parameters named as in shared/layout.py."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        if cfg.embed_dim is not None:
+            self.embedding = nn.Embedding(cfg.vocab_size, cfg.embed_dim)
+        rnn_class = {"rnn_tanh": nn.RNN, "rnn_relu": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[cfg.cell]
+        extra = {"nonlinearity": cfg.cell.removeprefix("rnn_")} if cfg.cell.startswith("rnn_") else {}
+        self.rnn = rnn_class(
+            cfg.input_size,
+            cfg.hidden_size,
+            num_layers=cfg.num_layers,
+            batch_first=True,
+            bidirectional=cfg.bidirectional,
+            dropout=cfg.dropout if cfg.num_layers > 1 else 0.0,
+            **extra,
+        )
+        self.head = nn.Linear(cfg.feature_size, cfg.num_classes)
+        self.to(DTYPES[cfg.dtype])
+
+    def forward(
+        self, tokens: Int[torch.Tensor, "batch time"], lengths: Int[torch.Tensor, " batch"]
+    ) -> Float[torch.Tensor, "batch classes"]:
+        cfg = self.cfg
+        if cfg.embed_dim is not None:
+            x = self.embedding(tokens)  # (B, T, E)
+        else:
+            x = F.one_hot(tokens.long(), cfg.vocab_size).to(self.head.weight.dtype)  # (B, T, V)
+        # enforce_sorted=False: torch sorts by length inside and returns h_n in the batch's order.
+        packed = pack_padded_sequence(x, lengths.cpu().long(), batch_first=True, enforce_sorted=False)
+        _, h_n = self.rnn(packed)
+        if cfg.cell == "lstm":
+            h_n = h_n[0]  # (h_n, c_n): the head reads h
+        # h_n: (layers * directions, B, H); the last layer's directions, concatenated fwd|bwd.
+        last = h_n[-cfg.directions :]  # (directions, B, H)
+        features = last.transpose(0, 1).reshape(tokens.shape[0], cfg.feature_size)  # (B, D)
+        return self.head(features)
+
+
+def init(cfg: ModelConfig, seed: int) -> SequenceClassifier:
+    """A fresh model with PyTorch's default initialisation, seeded."""
+    gen_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        return SequenceClassifier(cfg)
+    finally:
+        torch.random.set_rng_state(gen_state)
+
+
+def from_params(cfg: ModelConfig, params: dict[str, np.ndarray]) -> SequenceClassifier:
+    check_params(cfg, params, "parameters")
+    model = SequenceClassifier(cfg)
+    dtype = DTYPES[cfg.dtype]
+    model.load_state_dict({k: torch.as_tensor(np.asarray(v)).to(dtype) for k, v in params.items()})
+    return model
+
+
+def to_params(model: SequenceClassifier) -> dict[str, np.ndarray]:
+    return {k: v.detach().cpu().numpy().copy() for k, v in model.state_dict().items()}
+
+
+def config_of(model: SequenceClassifier) -> ModelConfig:
+    return model.cfg
+
+
+def _inputs(model: SequenceClassifier, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    device = model.head.weight.device
+    return torch.as_tensor(batch.tokens, device=device), torch.as_tensor(batch.lengths)
+
+
+def logits(model: SequenceClassifier, batch: Batch) -> Float[np.ndarray, "batch classes"]:
+    model.eval()
+    with torch.no_grad():
+        return model(*_inputs(model, batch)).cpu().numpy()
+
+
+def losses(model: SequenceClassifier, batch: Batch) -> Float[np.ndarray, " batch"]:
+    """Per-example cross-entropy."""
+    model.eval()
+    with torch.no_grad():
+        out = model(*_inputs(model, batch))
+        target = torch.as_tensor(batch.labels, device=out.device).long()
+        return F.cross_entropy(out, target, reduction="none").cpu().numpy()
+
+
+def loss(model: SequenceClassifier, batch: Batch) -> float:
+    """Mean cross-entropy over the batch."""
+    return float(losses(model, batch).mean())
+
+
+def gradients(model: SequenceClassifier, batch: Batch) -> dict[str, np.ndarray]:
+    """d(mean cross-entropy)/d(parameter), by PyTorch name, in eval mode (no dropout)."""
+    model.eval()
+    model.zero_grad(set_to_none=True)
+    out = model(*_inputs(model, batch))
+    F.cross_entropy(out, torch.as_tensor(batch.labels, device=out.device).long()).backward()
+    grads = {k: p.grad.detach().cpu().numpy().copy() for k, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad(set_to_none=True)
+    return grads

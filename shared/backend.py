@@ -1,0 +1,51 @@
+"""The backend contract: what `reference_torch` and `jax_impl` both export at package level.
+
+The command line and the parity harness import a backend by name and never branch on it again.
+What crosses the boundary is NumPy (a `Batch` in, arrays and floats out).
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from shared.batching import Batch
+from shared.config import ModelConfig, TrainConfig
+from shared.errors import SeqbatchError
+
+BACKENDS: dict[str, str] = {"torch": "reference_torch", "jax": "jax_impl"}
+
+
+class Backend(Protocol):
+    """Module-level functions of a backend package. `Model` and `State` are the backend's own types."""
+
+    name: str
+
+    def init(self, cfg: ModelConfig, seed: int) -> Any: ...
+    def from_params(self, cfg: ModelConfig, params: dict[str, np.ndarray]) -> Any: ...
+    def to_params(self, model: Any) -> dict[str, np.ndarray]: ...
+    def config_of(self, model: Any) -> ModelConfig: ...
+    def load(self, path: str | Path) -> Any: ...
+    def save(self, model: Any, path: str | Path, *, vocab: Any = None, labels: list[str] | None = None) -> None: ...
+    def logits(self, model: Any, batch: Batch) -> np.ndarray: ...
+    def losses(self, model: Any, batch: Batch) -> np.ndarray: ...
+    def loss(self, model: Any, batch: Batch) -> float: ...
+    def gradients(self, model: Any, batch: Batch) -> dict[str, np.ndarray]: ...
+    def train_state(self, model: Any, train_cfg: TrainConfig) -> Any: ...
+    def train_step(self, state: Any, batch: Batch) -> tuple[Any, dict[str, Any]]: ...
+    def model_of(self, state: Any) -> Any: ...
+
+
+def get_backend(name: str) -> Backend:
+    """Import a backend package by its command-line name (`torch` or `jax`)."""
+    if name not in BACKENDS:
+        raise SeqbatchError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+    try:
+        module = importlib.import_module(BACKENDS[name])
+    except ImportError as e:
+        extra = "torch" if name == "torch" else "jax"
+        raise SeqbatchError(f"the {name} backend is not installed ({e}); pip install 'seqbatch[{extra}]'") from e
+    return module  # type: ignore[return-value]

@@ -1,0 +1,164 @@
+"""Padding, masks, length buckets and batch iterators. Everything here is plain NumPy.
+
+Layout of one batch (B examples, T = the bucketed longest length):
+
+    tokens  [B, T] int32   c a t 0 0 0     <- real tokens first, PAD (0) after (pad side "post")
+                           h o r s e 0
+    lengths [B]    int32   3, 5
+    mask    [B, T] bool    derived: arange(T) < lengths[:, None], never stored
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from jaxtyping import Bool, Int
+
+from shared.errors import SeqbatchError
+from shared.vocab import PAD
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One padded batch: `tokens[B, T]` int32, `lengths[B]` int32 (>= 1), `labels[B]` int32."""
+
+    tokens: Int[np.ndarray, "batch time"]
+    lengths: Int[np.ndarray, " batch"]
+    labels: Int[np.ndarray, " batch"]
+
+    def __len__(self) -> int:
+        return int(self.tokens.shape[0])
+
+    @property
+    def mask(self) -> Bool[np.ndarray, "batch time"]:
+        return length_mask(self.lengths, self.tokens.shape[1])
+
+
+def length_mask(lengths: Int[np.ndarray, " batch"], time: int) -> Bool[np.ndarray, "batch time"]:
+    """True at real positions: `arange(T) < lengths[:, None]`."""
+    return np.arange(time)[None, :] < np.asarray(lengths)[:, None]
+
+
+def bucket_length(n: int, multiple: int = 8) -> int:
+    """The padded length for a longest sequence of `n`: the next multiple of `multiple`.
+
+    A few fixed shapes keep the number of JAX compilations small; `multiple=1` pads exactly.
+    """
+    if multiple < 1:
+        raise SeqbatchError(f"bucket multiple must be >= 1, got {multiple}")
+    return max(multiple, -(-n // multiple) * multiple)
+
+
+def pad(
+    seqs: Sequence[np.ndarray],
+    labels: Sequence[int] | np.ndarray,
+    *,
+    multiple: int = 8,
+    time: int | None = None,
+) -> Batch:
+    """Pad id sequences to `[B, T]` behind the real tokens; T = `time` or the bucketed longest length."""
+    if len(seqs) == 0:
+        raise SeqbatchError("cannot pad an empty batch")
+    lengths = np.fromiter((len(s) for s in seqs), dtype=np.int32, count=len(seqs))
+    if lengths.min() < 1:
+        raise SeqbatchError(f"sequence {int(np.argmin(lengths))} of the batch is empty; every sequence needs a token")
+    longest = int(lengths.max())
+    t = bucket_length(longest, multiple) if time is None else time
+    if t < longest:
+        raise SeqbatchError(f"time {t} is shorter than the longest sequence ({longest})")
+    tokens = np.full((len(seqs), t), PAD, dtype=np.int32)
+    for i, s in enumerate(seqs):
+        tokens[i, : len(s)] = s
+    return Batch(tokens, lengths, np.asarray(labels, dtype=np.int32))
+
+
+def waste_of(batches: Sequence[Batch]) -> float:
+    """Padded positions / all positions over a list of batches."""
+    total = sum(b.tokens.size for b in batches)
+    real = sum(int(b.lengths.sum()) for b in batches)
+    return 0.0 if total == 0 else 1.0 - real / total
+
+
+class Sampler:
+    """Index streams for batches over a data set of `n` examples (labels for the balanced one).
+
+    - `random`: each batch draws B examples uniformly with replacement (the seed tutorial's way);
+    - `epoch`: shuffled epochs without replacement; the last short batch is kept;
+    - `balanced`: each batch holds the classes in the data's proportions (stratified draws);
+    - `bucket_chunk` (epoch only): within chunks of `bucket_chunk` batches, examples are
+      sorted by length before cutting batches, so one batch holds similar lengths (less padding);
+      batch order is then shuffled.
+    """
+
+    def __init__(
+        self,
+        labels: Sequence[int] | np.ndarray,
+        batch_size: int,
+        *,
+        kind: str = "random",
+        seed: int = 0,
+        lengths: Sequence[int] | np.ndarray | None = None,
+        bucket_chunk: int = 0,
+    ) -> None:
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.n = len(self.labels)
+        if self.n == 0:
+            raise SeqbatchError("no examples to sample from")
+        if kind not in ("random", "epoch", "balanced"):
+            raise SeqbatchError(f"unknown sampler {kind!r}; choose random, epoch or balanced")
+        if bucket_chunk and lengths is None:
+            raise SeqbatchError("bucketing needs the sequence lengths")
+        if bucket_chunk and kind != "epoch":
+            raise SeqbatchError(f"length bucketing works with the epoch sampler, not {kind!r}")
+        self.batch_size = batch_size
+        self.kind = kind
+        self.rng = np.random.default_rng(seed)
+        self.lengths = None if lengths is None else np.asarray(lengths)
+        self.bucket_chunk = bucket_chunk
+
+    def epoch(self) -> list[np.ndarray]:
+        """One pass over the data as a list of index arrays."""
+        if self.kind == "random":
+            return [self.rng.integers(0, self.n, self.batch_size) for _ in range(max(1, self.n // self.batch_size))]
+        order = self._balanced_order() if self.kind == "balanced" else self.rng.permutation(self.n)
+        if self.bucket_chunk:
+            return self._bucketed(order)
+        return [order[i : i + self.batch_size] for i in range(0, self.n, self.batch_size)]
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        while True:
+            yield from self.epoch()
+
+    def _balanced_order(self) -> np.ndarray:
+        """A permutation whose every window of batch_size holds the classes in proportion.
+
+        Each class's shuffled members are placed at evenly spaced fractional positions
+        ((k + u) / n_c for the k-th member, u a shared random offset per class), then all are
+        sorted by position: consecutive windows therefore hold round(B * n_c / n) of class c,
+        give or take one.
+        """
+        keys = np.empty(self.n)
+        for c in np.unique(self.labels):
+            members = np.flatnonzero(self.labels == c)
+            self.rng.shuffle(members)
+            keys[members] = (np.arange(len(members)) + self.rng.random()) / len(members)
+        return np.argsort(keys, kind="stable")
+
+    def _bucketed(self, order: np.ndarray) -> list[np.ndarray]:
+        assert self.lengths is not None
+        chunk = self.batch_size * self.bucket_chunk
+        batches: list[np.ndarray] = []
+        for i in range(0, len(order), chunk):
+            part = order[i : i + chunk]
+            part = part[np.argsort(self.lengths[part], kind="stable")]
+            batches += [part[j : j + self.batch_size] for j in range(0, len(part), self.batch_size)]
+        self.rng.shuffle(batches)  # type: ignore[arg-type]
+        return batches
+
+
+def batches_in_order(n: int, batch_size: int) -> Iterator[np.ndarray]:
+    """Consecutive index blocks 0..n-1, for evaluation."""
+    for i in range(0, n, batch_size):
+        yield np.arange(i, min(n, i + batch_size))

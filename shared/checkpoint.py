@@ -1,0 +1,86 @@
+"""The checkpoint file: safetensors, PyTorch state_dict names, config and vocabulary in metadata.
+
+Metadata (all strings): `seqbatch.format` = "1"; `seqbatch.model` = ModelConfig JSON;
+`seqbatch.vocab` = token list JSON (index = id); `seqbatch.labels` = class names JSON.
+The last two are optional: without them a file still gives logits, but not predictions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from safetensors import SafetensorError
+from safetensors.numpy import load_file, save_file
+
+from shared.config import ModelConfig
+from shared.errors import SeqbatchError
+from shared.layout import parameter_shapes
+from shared.vocab import Vocab
+
+FORMAT = "1"
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    config: ModelConfig
+    params: dict[str, np.ndarray]
+    vocab: Vocab | None = None
+    labels: list[str] | None = None
+
+
+def check_params(cfg: ModelConfig, params: dict[str, np.ndarray], where: str) -> None:
+    """Raise SeqbatchError naming the first missing, extra or mis-shaped tensor."""
+    want = parameter_shapes(cfg)
+    missing = sorted(want.keys() - params.keys())
+    extra = sorted(params.keys() - want.keys())
+    if missing or extra:
+        raise SeqbatchError(f"{where}: tensors do not match the config (missing {missing}, unexpected {extra})")
+    for name, shape in want.items():
+        if tuple(params[name].shape) != shape:
+            raise SeqbatchError(f"{where}: {name} has shape {tuple(params[name].shape)}, config wants {shape}")
+
+
+def save(path: str | Path, ckpt: Checkpoint) -> None:
+    """Write atomically: a temp file in the same folder, then rename over the target."""
+    path = Path(path)
+    check_params(ckpt.config, ckpt.params, str(path))
+    meta = {"seqbatch.format": FORMAT, "seqbatch.model": ckpt.config.to_json()}
+    if ckpt.vocab is not None:
+        meta["seqbatch.vocab"] = json.dumps(list(ckpt.vocab.tokens), ensure_ascii=False)
+    if ckpt.labels is not None:
+        meta["seqbatch.labels"] = json.dumps(list(ckpt.labels), ensure_ascii=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file({k: np.ascontiguousarray(v) for k, v in ckpt.params.items()}, tmp, metadata=meta)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def load(path: str | Path) -> Checkpoint:
+    path = Path(path)
+    if not path.is_file():
+        raise SeqbatchError(f"checkpoint {str(path)!r} does not exist")
+    try:
+        params = load_file(str(path))
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="numpy") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise SeqbatchError(f"{path}: not a readable safetensors file ({e})") from e
+    if meta.get("seqbatch.format") != FORMAT or "seqbatch.model" not in meta:
+        raise SeqbatchError(f"{path}: not a seqbatch checkpoint (format {meta.get('seqbatch.format')!r})")
+    cfg = ModelConfig.from_json(meta["seqbatch.model"])
+    check_params(cfg, params, str(path))
+    vocab = Vocab(tuple(json.loads(meta["seqbatch.vocab"]))) if "seqbatch.vocab" in meta else None
+    labels = json.loads(meta["seqbatch.labels"]) if "seqbatch.labels" in meta else None
+    return Checkpoint(cfg, params, vocab, labels)

@@ -1,0 +1,121 @@
+"""Frozen configuration: one ModelConfig and one TrainConfig, handed whole to each part.
+
+Variants are made with `dataclasses.replace`, never with new keyword plumbing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from shared.errors import SeqbatchError
+
+Cell = Literal["rnn_tanh", "rnn_relu", "lstm", "gru"]
+CELLS: tuple[str, ...] = ("rnn_tanh", "rnn_relu", "lstm", "gru")
+# Gate count per cell: rows of weight_ih are G * hidden (torch order i,f,g,o for LSTM; r,z,n for GRU).
+GATES: dict[str, int] = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
+Optimizer = Literal["sgd", "adam"]
+DType = Literal["float32", "float64"]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Shape of a SequenceClassifier, the same on both backends.
+
+    `embed_dim=None` means one-hot input (the seed tutorial's char-RNN).
+    `dropout` acts between stacked recurrent layers in training only (as torch's `nn.LSTM`).
+    """
+
+    vocab_size: int
+    num_classes: int
+    cell: Cell = "lstm"
+    num_layers: int = 1
+    bidirectional: bool = False
+    hidden_size: int = 128
+    embed_dim: int | None = None
+    dropout: float = 0.0
+    dtype: DType = "float32"
+
+    def __post_init__(self) -> None:
+        if self.cell not in CELLS:
+            raise SeqbatchError(f"unknown cell {self.cell!r}; choose one of {', '.join(CELLS)}")
+        for name in ("vocab_size", "num_classes", "num_layers", "hidden_size"):
+            if int(getattr(self, name)) < 1:
+                raise SeqbatchError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.num_classes < 2:
+            raise SeqbatchError(f"num_classes must be >= 2, got {self.num_classes}")
+        if self.embed_dim is not None and self.embed_dim < 1:
+            raise SeqbatchError(f"embed_dim must be >= 1 or None (one-hot), got {self.embed_dim}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise SeqbatchError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.dtype not in ("float32", "float64"):
+            raise SeqbatchError(f"dtype must be float32 or float64, got {self.dtype!r}")
+
+    @property
+    def gates(self) -> int:
+        return GATES[self.cell]
+
+    @property
+    def directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    @property
+    def input_size(self) -> int:
+        """Width of the first recurrent layer's input: the embedding, or the one-hot vocabulary."""
+        return self.vocab_size if self.embed_dim is None else self.embed_dim
+
+    @property
+    def feature_size(self) -> int:
+        """Width the head reads: the last layer's final state, both directions concatenated."""
+        return self.hidden_size * self.directions
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        missing = {"vocab_size", "num_classes"} - d.keys()
+        if missing:
+            raise SeqbatchError(f"model config lacks {sorted(missing)}")
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelConfig:
+        try:
+            return cls.from_dict(json.loads(text))
+        except (json.JSONDecodeError, TypeError) as e:
+            raise SeqbatchError(f"model config is not valid JSON: {e}") from e
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train: optimizer, schedule length, clipping, batching, seed."""
+
+    optimizer: Optimizer = "sgd"
+    lr: float = 0.15
+    momentum: float = 0.9
+    batch_size: int = 512
+    steps: int | None = 1000
+    epochs: int | None = None
+    clip_norm: float | None = None
+    seed: int = 0
+    sampler: Literal["random", "epoch", "balanced"] = "random"
+    eval_every: int = 100
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in ("sgd", "adam"):
+            raise SeqbatchError(f"optimizer must be sgd or adam, got {self.optimizer!r}")
+        if self.lr <= 0:
+            raise SeqbatchError(f"lr must be > 0, got {self.lr}")
+        if self.batch_size < 1:
+            raise SeqbatchError(f"batch_size must be >= 1, got {self.batch_size}")
+        if (self.steps is None) == (self.epochs is None):
+            raise SeqbatchError("give exactly one of steps and epochs")
+        if self.clip_norm is not None and self.clip_norm <= 0:
+            raise SeqbatchError(f"clip_norm must be > 0, got {self.clip_norm}")
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
