@@ -5,6 +5,8 @@ Its behaviour defines what `jax_impl/models.py` must reproduce; the two files de
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -13,10 +15,16 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from shared.batching import Batch
-from shared.config import ModelConfig
 from shared.checkpoint import check_params
+from shared.config import ModelConfig
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def default_device() -> torch.device:
+    """`SEQBATCH_TORCH_DEVICE` if set, else CUDA when present, else CPU (as JAX picks its default)."""
+    name = os.environ.get("SEQBATCH_TORCH_DEVICE")
+    return torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
 class SequenceClassifier(nn.Module):
@@ -39,7 +47,7 @@ class SequenceClassifier(nn.Module):
             **extra,
         )
         self.head = nn.Linear(cfg.feature_size, cfg.num_classes)
-        self.to(DTYPES[cfg.dtype])
+        self.to(device=default_device(), dtype=DTYPES[cfg.dtype])
 
     def forward(
         self, tokens: Int[torch.Tensor, "batch time"], lengths: Int[torch.Tensor, " batch"]
@@ -74,7 +82,7 @@ def from_params(cfg: ModelConfig, params: dict[str, np.ndarray]) -> SequenceClas
     check_params(cfg, params, "parameters")
     model = SequenceClassifier(cfg)
     dtype = DTYPES[cfg.dtype]
-    model.load_state_dict({k: torch.as_tensor(np.asarray(v)).to(dtype) for k, v in params.items()})
+    model.load_state_dict({k: torch.as_tensor(np.asarray(v)).to(dtype) for k, v in params.items()})  # copies
     return model
 
 

@@ -1,0 +1,24 @@
+"""Sub-commands that live in `parity/`: `seqbatch parity` and `seqbatch bench`.
+
+`shared/cli.py` calls `register` when the parity package is importable; each sub-command's module
+imports torch and jax only when it runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# module -> function that adds its sub-parser; a module not yet present is skipped.
+SUBCOMMANDS: dict[str, str] = {"parity.harness_cli": "add_parity", "parity.bench_cli": "add_bench"}
+
+
+def register(sub: Any) -> None:
+    for module_name, func in SUBCOMMANDS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as e:
+            if e.name != module_name:
+                raise
+            continue
+        getattr(module, func)(sub)

@@ -1,0 +1,70 @@
+"""Plots people would rather look at than read: loss curves and confusion matrices (matplotlib, Agg)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+
+def loss_curve(
+    steps: Sequence[int],
+    losses: Sequence[float],
+    path: str | Path,
+    *,
+    val: dict[str, Sequence[tuple[int, float]]] | None = None,
+    title: str = "",
+) -> None:
+    """Training loss per step (raw and smoothed), with optional validation series on a second axis."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(steps, losses, lw=0.6, alpha=0.4, color="C0", label="train loss")
+    if len(losses) >= 20:
+        w = max(5, len(losses) // 50)
+        smooth = np.convolve(losses, np.ones(w) / w, mode="valid")
+        ax.plot(steps[w - 1 :], smooth, color="C0", label=f"train loss ({w}-step mean)")
+    ax.set_xlabel("step")
+    ax.set_ylabel("cross-entropy")
+    ax.grid(alpha=0.3)
+    handles, labels = ax.get_legend_handles_labels()
+    if val:
+        ax2 = ax.twinx()
+        for i, (name, series) in enumerate(val.items()):
+            if series:
+                xs, ys = zip(*series, strict=True)
+                ax2.plot(xs, ys, marker="o", ms=3, color=f"C{i + 1}", label=name)
+        ax2.set_ylabel("validation")
+        h2, l2 = ax2.get_legend_handles_labels()
+        handles, labels = handles + h2, labels + l2
+    ax.legend(handles, labels, loc="center right", fontsize=8)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def confusion_plot(matrix: np.ndarray, label_names: Sequence[str], path: str | Path, *, title: str = "") -> None:
+    """Row-normalised confusion matrix (rows: true label), counts written in the cells."""
+    rows = matrix.sum(axis=1, keepdims=True)
+    norm = np.divide(matrix, rows, out=np.zeros_like(matrix, dtype=float), where=rows > 0)
+    n = len(label_names)
+    fig, ax = plt.subplots(figsize=(max(5, 0.45 * n + 2), max(4, 0.45 * n + 1.5)))
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(n), label_names, rotation=90, fontsize=8)
+    ax.set_yticks(range(n), label_names, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(n):
+        for j in range(n):
+            if matrix[i, j]:
+                ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=6,
+                        color="white" if norm[i, j] > 0.5 else "black")
+    fig.colorbar(im, ax=ax, fraction=0.046, label="fraction of true label")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
