@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.ad_checkpoint import checkpoint_name
 from jaxtyping import Array, Bool, Float, Int
 
 from shared.batching import Batch
@@ -24,6 +25,7 @@ from shared.config import ModelConfig
 from shared.layout import init_bound, parameter_shapes, suffix
 
 Params = dict[str, Any]
+SAVED = "preactivation"  # the one per-step value the backward pass stores (see cell_step)
 
 
 def enable_dtype(cfg: ModelConfig) -> None:
@@ -46,15 +48,22 @@ def _torch_init(cfg: ModelConfig, name: str) -> Any:
 def cell_step(
     cell: str, w_hh: Float[Array, "gh hidden"], b_hh: Float[Array, " gh"], carry: Any, gi: Float[Array, " gh"]
 ) -> Any:
-    """One time step of one example. `gi = W_ih x + b_ih` was computed for all steps up front."""
+    """One time step of one example, given `gi = W_ih x + b_ih` for this step."""
     h = carry[0] if cell == "lstm" else carry
     gh = w_hh @ h + b_hh
+    # The backward pass keeps only the pre-activations named here (one [T, G*H] array per
+    # direction) and recomputes the gate nonlinearities from them: XLA otherwise stores ~10
+    # separate [T, H] intermediates per step and the step becomes memory-bound on CPU.
+    if cell == "gru":
+        gi, gh = checkpoint_name(gi, SAVED), checkpoint_name(gh, SAVED)
+    else:
+        z = checkpoint_name(gi + gh, SAVED)
     if cell == "rnn_tanh":
-        return jnp.tanh(gi + gh)
+        return jnp.tanh(z)
     if cell == "rnn_relu":
-        return jax.nn.relu(gi + gh)
+        return jax.nn.relu(z)
     if cell == "lstm":
-        i, f, g, o = jnp.split(gi + gh, 4)
+        i, f, g, o = jnp.split(z, 4)
         c = jax.nn.sigmoid(f) * carry[1] + jax.nn.sigmoid(i) * jnp.tanh(g)
         return (jax.nn.sigmoid(o) * jnp.tanh(c), c)
     # GRU, torch's form: n = tanh(W_in x + b_in + r * (W_hn h + b_hn))
@@ -68,29 +77,39 @@ def cell_step(
 
 def run_direction(
     cell: str,
-    w_hh: Float[Array, "gh hidden"],
-    b_hh: Float[Array, " gh"],
-    gi: Float[Array, "time gh"],
+    weights: tuple[Array, Array, Array, Array],
+    xs: Int[Array, " time"] | Float[Array, "time features"],
     valid: Bool[Array, " time"],
     *,
     reverse: bool,
-) -> tuple[Float[Array, "time hidden"], Float[Array, " hidden"]]:
+    collect: bool = True,
+) -> tuple[Float[Array, "time hidden"] | None, Float[Array, " hidden"]]:
     """Scan one direction over all T steps, holding the carry where `valid` is False.
 
-    Forward, the carry freezes after the last real token; reverse, it stays at zero through the
-    padding and then walks the real tokens backwards. Returns per-step h and the final h.
+    `weights` = (w_ih, w_hh, b_ih, b_hh) in torch's shapes; `xs` = token ids (one-hot input: the
+    projection is row `t` of W_ih^T, a gather) or input vectors. Forward, the carry freezes after
+    the last real token; reverse, it stays at zero through the padding and then walks the real
+    tokens backwards. Returns per-step h (None unless `collect`) and the final h.
     """
+    w_ih, w_hh, b_ih, b_hh = weights
     hidden = w_hh.shape[1]
-    zeros = jnp.zeros((hidden,), gi.dtype)
+    zeros = jnp.zeros((hidden,), w_hh.dtype)
     init = (zeros, zeros) if cell == "lstm" else zeros
+    w_ih_t = w_ih.T if xs.ndim == 1 else None  # (In, G*H): one row per token id
 
-    def body(carry: Any, x: tuple[Array, Array]) -> tuple[Any, Array]:
-        g, ok = x
-        new = cell_step(cell, w_hh, b_hh, carry, g)
+    def body(carry: Any, x: tuple[Array, Array]) -> tuple[Any, Array | None]:
+        inp, ok = x
+        # The input projection runs inside the step, not for all T steps up front: a [T, G*H]
+        # array per example (vmapped: [B, T, G*H], then transposed to time-major for the scan)
+        # costs more memory traffic on CPU than the per-step product saves.
+        gi = (w_ih_t[inp] if w_ih_t is not None else w_ih @ inp) + b_ih
+        new = cell_step(cell, w_hh, b_hh, carry, gi)
         carry = jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, carry)
-        return carry, (carry[0] if cell == "lstm" else carry)
+        h = carry[0] if cell == "lstm" else carry
+        return carry, (h if collect else None)
 
-    final, hs = jax.lax.scan(body, init, (gi, valid), reverse=reverse)
+    body = jax.checkpoint(body, policy=jax.checkpoint_policies.save_only_these_names(SAVED))
+    final, hs = jax.lax.scan(body, init, (xs, valid), reverse=reverse)
     return hs, (final[0] if cell == "lstm" else final)
 
 
@@ -112,24 +131,24 @@ class SequenceClassifier(nn.Module):
             return self.param(name.replace(".", "/"), _torch_init(cfg, name), shapes[name], dtype)
 
         valid = jnp.arange(tokens.shape[0]) < length  # derived mask, (T,)
-        x: Array | None = None
+        x: Array = tokens  # layer 0 reads token ids (one-hot: a row gather) or their embeddings
         if cfg.embed_dim is not None:
             x = param("embedding.weight")[tokens]  # (T, E)
         finals: list[Array] = []
         for k in range(cfg.num_layers):
+            last = k == cfg.num_layers - 1
             outputs, finals = [], []
             for reverse in (False, True)[: cfg.directions]:
                 s = suffix(k, reverse)
-                w_ih, w_hh = param(f"rnn.weight_ih{s}"), param(f"rnn.weight_hh{s}")
-                b_ih, b_hh = param(f"rnn.bias_ih{s}"), param(f"rnn.bias_hh{s}")
-                # One-hot input: W_ih @ onehot(t) is column t of W_ih, so gather instead of multiplying.
-                gi = (w_ih.T[tokens] if x is None else x @ w_ih.T) + b_ih  # (T, G*H), all steps at once
-                hs, h_last = run_direction(cfg.cell, w_hh, b_hh, gi, valid, reverse=reverse)
+                weights = tuple(param(f"rnn.{w}{s}") for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+                # The last layer's per-step outputs are never read: only its final state is.
+                hs, h_last = run_direction(cfg.cell, weights, x, valid, reverse=reverse, collect=not last)
                 outputs.append(hs)
                 finals.append(h_last)
-            x = jnp.concatenate(outputs, axis=-1)  # (T, H * directions)
-            if train and cfg.dropout > 0 and k < cfg.num_layers - 1:
-                x = nn.Dropout(cfg.dropout, deterministic=False)(x)
+            if not last:
+                x = jnp.concatenate(outputs, axis=-1)  # (T, H * directions)
+                if train and cfg.dropout > 0:
+                    x = nn.Dropout(cfg.dropout, deterministic=False)(x)
         features = jnp.concatenate(finals)  # (H * directions,), fwd | bwd as torch's h_n
         return param("head.weight") @ features + param("head.bias")
 

@@ -87,9 +87,10 @@ class Sampler:
     - `random`: each batch draws B examples uniformly with replacement (the seed tutorial's way);
     - `epoch`: shuffled epochs without replacement; the last short batch is kept;
     - `balanced`: each batch holds the classes in the data's proportions (stratified draws);
-    - `bucket_chunk` (epoch only): within chunks of `bucket_chunk` batches, examples are
+    - `bucket_chunk` (epoch or balanced): within chunks of `bucket_chunk` batches, examples are
       sorted by length before cutting batches, so one batch holds similar lengths (less padding);
-      batch order is then shuffled.
+      batch order is then shuffled. For `balanced`, each class is sorted on its own and the
+      classes interleaved in proportion, so every batch keeps the class mix as well.
     """
 
     def __init__(
@@ -108,10 +109,12 @@ class Sampler:
             raise SeqbatchError("no examples to sample from")
         if kind not in ("random", "epoch", "balanced"):
             raise SeqbatchError(f"unknown sampler {kind!r}; choose random, epoch or balanced")
+        if batch_size < 1:
+            raise SeqbatchError(f"batch_size must be >= 1, got {batch_size}")
         if bucket_chunk and lengths is None:
             raise SeqbatchError("bucketing needs the sequence lengths")
-        if bucket_chunk and kind != "epoch":
-            raise SeqbatchError(f"length bucketing works with the epoch sampler, not {kind!r}")
+        if bucket_chunk and kind not in ("epoch", "balanced"):
+            raise SeqbatchError(f"length bucketing works with the epoch or balanced sampler, not {kind!r}")
         self.batch_size = batch_size
         self.kind = kind
         self.rng = np.random.default_rng(seed)
@@ -132,19 +135,29 @@ class Sampler:
             yield from self.epoch()
 
     def _balanced_order(self) -> np.ndarray:
-        """A permutation whose every window of batch_size holds the classes in proportion.
+        """A permutation whose every full batch (order[jB:(j+1)B]) holds class c floor or ceil of B * n_c / n times.
 
-        Each class's shuffled members are placed at evenly spaced fractional positions
-        ((k + u) / n_c for the k-th member, u a shared random offset per class), then all are
-        sorted by position: consecutive windows therefore hold round(B * n_c / n) of class c,
-        give or take one.
+        Each batch gives every class the floor of its quota; the few seats left go to the classes
+        furthest behind their running quota j * B * n_c / n, so no class drifts and none runs out
+        before the last full batch. (Sorting members by evenly spaced keys, the first version,
+        let a batch stray by 2 from the quota.) The remainder, shorter than a batch, comes last.
         """
-        keys = np.empty(self.n)
-        for c in np.unique(self.labels):
-            members = np.flatnonzero(self.labels == c)
-            self.rng.shuffle(members)
-            keys[members] = (np.arange(len(members)) + self.rng.random()) / len(members)
-        return np.argsort(keys, kind="stable")
+        classes, counts = np.unique(self.labels, return_counts=True)
+        pools = [self.rng.permutation(np.flatnonzero(self.labels == c)) for c in classes]
+        quota = self.batch_size * counts / self.n  # expected members per batch, per class
+        taken = np.zeros(len(classes), dtype=np.int64)
+        parts: list[np.ndarray] = []
+        for j in range(1, self.n // self.batch_size + 1):
+            k = np.floor(quota).astype(np.int64)
+            behind = j * quota - (taken + k)
+            seats = self.batch_size - int(k.sum())
+            k[np.argsort(-behind, kind="stable")[:seats]] += 1
+            k = np.minimum(k, counts - taken)  # never binds while the running error stays below 1
+            batch = [p[t : t + n] for p, t, n in zip(pools, taken, k, strict=True)]
+            parts.append(self.rng.permutation(np.concatenate(batch)))
+            taken += k
+        parts.append(self.rng.permutation(np.concatenate([p[t:] for p, t in zip(pools, taken, strict=True)])))
+        return np.concatenate(parts)
 
     def _bucketed(self, order: np.ndarray) -> list[np.ndarray]:
         assert self.lengths is not None
@@ -152,10 +165,42 @@ class Sampler:
         batches: list[np.ndarray] = []
         for i in range(0, len(order), chunk):
             part = order[i : i + chunk]
-            part = part[np.argsort(self.lengths[part], kind="stable")]
+            if self.kind == "balanced":
+                part = self._interleave_sorted(part)
+            else:
+                part = part[np.argsort(self.lengths[part], kind="stable")]
             batches += [part[j : j + self.batch_size] for j in range(0, len(part), self.batch_size)]
         self.rng.shuffle(batches)  # type: ignore[arg-type]
         return batches
+
+    def _interleave_sorted(self, part: np.ndarray) -> np.ndarray:
+        """Each class's members sorted by length, placed at evenly spaced positions ((j + 1/2) / n_c)
+        and merged: windows of batch_size keep the class mix, and lengths rise through the chunk."""
+        assert self.lengths is not None
+        keys = np.empty(len(part))
+        labels = self.labels[part]
+        for c in np.unique(labels):
+            where = np.flatnonzero(labels == c)
+            where = where[np.argsort(self.lengths[part[where]], kind="stable")]
+            keys[where] = (np.arange(len(where)) + 0.5) / len(where)
+        return part[np.argsort(keys, kind="stable")]
+
+
+def index_waste(
+    lengths: Sequence[int] | np.ndarray, batches: Sequence[np.ndarray], *, multiple: int = 8
+) -> float:
+    """Padded positions / all positions, for batches given as index arrays into `lengths`.
+
+    The same figure as `waste_of` on the padded batches, without building them: each batch
+    is padded to `bucket_length(its longest, multiple)`.
+    """
+    lengths = np.asarray(lengths)
+    total = real = 0
+    for idx in batches:
+        ls = lengths[idx]
+        total += len(ls) * bucket_length(int(ls.max()), multiple)
+        real += int(ls.sum())
+    return 0.0 if total == 0 else 1.0 - real / total
 
 
 def batches_in_order(n: int, batch_size: int) -> Iterator[np.ndarray]:

@@ -1,8 +1,10 @@
 """The checkpoint file: safetensors, PyTorch state_dict names, config and vocabulary in metadata.
 
 Metadata (all strings): `seqbatch.format` = "1"; `seqbatch.model` = ModelConfig JSON;
-`seqbatch.vocab` = token list JSON (index = id); `seqbatch.labels` = class names JSON.
-The last two are optional: without them a file still gives logits, but not predictions.
+`seqbatch.vocab` = token list JSON (index = id); `seqbatch.labels` = class names JSON;
+`seqbatch.text` = the TextConfig JSON (how raw text became tokens; text tasks only, a names
+checkpoint has none). The last three are optional: without vocab and labels a file still gives
+logits, but not predictions.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from safetensors.numpy import load_file, save_file
 from shared.config import ModelConfig
 from shared.errors import SeqbatchError
 from shared.layout import parameter_shapes
+from shared.text import TextConfig
 from shared.vocab import Vocab
 
 FORMAT = "1"
@@ -31,6 +34,7 @@ class Checkpoint:
     params: dict[str, np.ndarray]
     vocab: Vocab | None = None
     labels: list[str] | None = None
+    text: TextConfig | None = None
 
 
 def check_params(cfg: ModelConfig, params: dict[str, np.ndarray], where: str) -> None:
@@ -54,6 +58,8 @@ def save(path: str | Path, ckpt: Checkpoint) -> None:
         meta["seqbatch.vocab"] = json.dumps(list(ckpt.vocab.tokens), ensure_ascii=False)
     if ckpt.labels is not None:
         meta["seqbatch.labels"] = json.dumps(list(ckpt.labels), ensure_ascii=False)
+    if ckpt.text is not None:
+        meta["seqbatch.text"] = ckpt.text.to_json()
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -83,4 +89,5 @@ def load(path: str | Path) -> Checkpoint:
     check_params(cfg, params, str(path))
     vocab = Vocab(tuple(json.loads(meta["seqbatch.vocab"]))) if "seqbatch.vocab" in meta else None
     labels = json.loads(meta["seqbatch.labels"]) if "seqbatch.labels" in meta else None
-    return Checkpoint(cfg, params, vocab, labels)
+    text = TextConfig.from_json(meta["seqbatch.text"]) if "seqbatch.text" in meta else None
+    return Checkpoint(cfg, params, vocab, labels, text)

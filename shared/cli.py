@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import warnings
 from collections.abc import Sequence
@@ -15,11 +16,32 @@ import numpy as np
 from shared import checkpoint
 from shared.backend import BACKENDS, get_backend
 from shared.config import CELLS, ModelConfig, TrainConfig
-from shared.dataset import encode_splits, name_chars, names_dataset
+from shared.dataset import Dataset, encode_splits, imdb_dataset, name_chars, names_dataset
 from shared.errors import SeqbatchError
 from shared.metrics import confusion, softmax
 from shared.names import load_names_or_default
 from shared.splits import stratified_split
+from shared.text import TextConfig, text_tokens
+from shared.vocab import Vocab
+
+# Flags whose default depends on the task. IMDB follows the source's setup (embedding 96,
+# hidden 64, batch 32, Adam, clipping at 3.0) and trains in epochs over length-bucketed batches.
+TASK_DEFAULTS: dict[str, dict[str, Any]] = {
+    "names": {"hidden": 128, "embed_dim": None, "optimizer": "sgd", "lr": 0.15, "batch_size": 512,
+              "steps": 2000, "sampler": "random", "eval_every": 200, "bucket": 8, "bucket_chunk": 0,
+              "clip_norm": None, "keep_best": False},
+    "imdb": {"hidden": 64, "embed_dim": 96, "optimizer": "adam", "lr": 1e-3, "batch_size": 32, "epochs": 5,
+             "sampler": "epoch", "eval_every": None, "bucket": 16, "bucket_chunk": 50, "clip_norm": 3.0,
+             "keep_best": True},
+}
+TEXT_FLAGS: dict[str, str] = {"level": "--level", "max_len": "--max-len", "truncate": "--truncate",
+                              "min_freq": "--min-freq", "max_vocab": "--max-vocab", "stop_words": "--stop-words",
+                              "keep_case": "--keep-case", "max_train": "--max-train", "max_test": "--max-test"}
+
+
+def _d(key: str) -> str:
+    """Help text naming each task's default."""
+    return "default: " + ", ".join(f"{t} {v.get(key)}" for t, v in TASK_DEFAULTS.items())
 
 
 def _backend_arg(p: argparse.ArgumentParser) -> None:
@@ -27,65 +49,162 @@ def _backend_arg(p: argparse.ArgumentParser) -> None:
                    help="which implementation runs the model: torch (reference) or jax (port); default torch")
 
 
+def _task_arg(p: argparse.ArgumentParser, default: str | None = "names") -> None:
+    p.add_argument("--task", choices=tuple(TASK_DEFAULTS), default=default,
+                   help="names: surname -> language (characters); imdb: review -> sentiment (words or characters)"
+                        + (f"; default {default}" if default else "; default: the checkpoint's"))
+
+
 def _data_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", type=Path, default=None,
-                   help="folder of <Label>.txt files, one name per line (e.g. ../shared/data/names); "
-                        "default: the embedded surname set from the faker package")
+                   help="names: folder of <Label>.txt files, one name per line (e.g. ../shared/data/names); "
+                        "imdb: folder with imdb_train.csv.xz and imdb_test.csv.xz, or an aclImdb folder. "
+                        "Default: an embedded set (faker surnames; synthetic reviews for imdb)")
+
+
+def _text_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("text and subsampling (imdb only)")
+    t = TextConfig()
+    g.add_argument("--level", choices=("word", "char"), default=None, help=f"token level (default {t.level})")
+    g.add_argument("--max-len", type=int, default=None,
+                   help=f"keep at most N tokens per review; 0 keeps all (default {t.max_len})")
+    g.add_argument("--truncate", choices=("pre", "post"), default=None,
+                   help=f"which tokens a long review keeps: pre drops the front (keeps the end), post drops the "
+                        f"end; padding always follows the real tokens (default {t.truncate})")
+    g.add_argument("--min-freq", type=int, default=None,
+                   help=f"vocabulary: tokens seen at least N times in the train part (default {t.min_freq})")
+    g.add_argument("--max-vocab", type=int, default=None,
+                   help=f"vocabulary: at most N entries incl. <pad> and <unk>; 0: no cap (default {t.max_vocab})")
+    g.add_argument("--stop-words", action="store_true",
+                   help="drop scikit-learn's English stop words (that list includes 'not' and 'no')")
+    g.add_argument("--keep-case", action="store_true", help="do not lower-case the text")
+    g.add_argument("--max-train", type=int, default=None,
+                   help="use a stratified sample of N reviews of the original train set (before the 90:10 "
+                        "train/validation split); default: all")
+    g.add_argument("--max-test", type=int, default=None,
+                   help="evaluate on a stratified sample of N test reviews; default: all")
+
+
+def text_config(a: argparse.Namespace) -> TextConfig:
+    """The TextConfig from the flags; flags left out keep TextConfig's defaults."""
+    base = TextConfig()
+    return TextConfig(
+        level=a.level or base.level, lowercase=not a.keep_case, stop_words=a.stop_words,
+        max_len=base.max_len if a.max_len is None else (a.max_len or None),
+        truncate=a.truncate or base.truncate, min_freq=base.min_freq if a.min_freq is None else a.min_freq,
+        max_vocab=base.max_vocab if a.max_vocab is None else (a.max_vocab or None),
+    )
+
+
+def _reject_text_flags(a: argparse.Namespace) -> None:
+    given = [flag for key, flag in TEXT_FLAGS.items() if getattr(a, key, None) not in (None, False)]
+    if given:
+        raise SeqbatchError(f"{', '.join(given)} apply to --task imdb only, not names")
 
 
 def add_train(sub: Any) -> None:
     p = sub.add_parser("train", help="train a classifier and write a run folder",
                        description="Train a sequence classifier on either backend; writes config.json, "
-                                   "metrics.jsonl, loss.png and model.safetensors to --out.")
+                                   "metrics.jsonl, loss.png (curves.png with --epochs) and model.safetensors "
+                                   "to --out.")
+    _task_arg(p)
     _backend_arg(p)
     _data_arg(p)
     p.add_argument("--cell", choices=CELLS, default="lstm", help="recurrent cell (default lstm)")
     p.add_argument("--layers", type=int, default=1, help="stacked recurrent layers (default 1)")
-    p.add_argument("--hidden", type=int, default=128, help="hidden size per direction (default 128)")
+    p.add_argument("--hidden", type=int, default=None, help=f"hidden size per direction ({_d('hidden')})")
     p.add_argument("--bidirectional", action="store_true", help="run a reverse direction too")
     p.add_argument("--embed-dim", type=int, default=None,
-                   help="embedding size; omit for one-hot character input (the seed tutorial's)")
+                   help="embedding size; names default: one-hot character input (the seed tutorial's); "
+                        "imdb default 96")
     p.add_argument("--dropout", type=float, default=0.0, help="dropout between stacked layers (default 0)")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="parameter dtype")
-    p.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd", help="optimizer (default sgd)")
-    p.add_argument("--lr", type=float, default=0.15, help="learning rate (default 0.15)")
+    p.add_argument("--optimizer", choices=("sgd", "adam"), default=None, help=f"optimizer ({_d('optimizer')})")
+    p.add_argument("--lr", type=float, default=None, help=f"learning rate ({_d('lr')})")
     p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default 0.9)")
-    p.add_argument("--batch-size", type=int, default=512, help="examples per step (default 512)")
+    p.add_argument("--batch-size", type=int, default=None, help=f"examples per step ({_d('batch_size')})")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--steps", type=int, default=None, help="optimizer steps (default 2000)")
-    g.add_argument("--epochs", type=int, default=None, help="passes over the training split instead of --steps")
-    p.add_argument("--clip-norm", type=float, default=None, help="global gradient-norm clipping (torch's formula)")
-    p.add_argument("--sampler", choices=("random", "epoch", "balanced"), default="random",
+    g.add_argument("--steps", type=int, default=None, help="optimizer steps (default: names 2000)")
+    g.add_argument("--epochs", type=int, default=None,
+                   help="passes over the training split instead of --steps; records per-epoch train and "
+                        "validation accuracy and loss (default: imdb 5)")
+    p.add_argument("--clip-norm", type=float, default=None,
+                   help=f"global gradient-norm clipping, torch's formula ({_d('clip_norm')})")
+    p.add_argument("--sampler", choices=("random", "epoch", "balanced"), default=None,
                    help="random: with replacement (seed tutorial); epoch: shuffled passes; "
-                        "balanced: classes in proportion in every batch")
-    p.add_argument("--eval-every", type=int, default=200, help="validate every N steps (default 200)")
-    p.add_argument("--bucket", type=int, default=8, help="pad lengths up to a multiple of this (default 8)")
+                        f"balanced: classes in proportion in every batch ({_d('sampler')})")
+    p.add_argument("--eval-every", type=int, default=None,
+                   help="validate every N steps, and with --epochs at each epoch's end too "
+                        "(default: names 200, imdb once per epoch)")
+    p.add_argument("--bucket", type=int, default=None,
+                   help=f"pad lengths up to a multiple of this; larger means fewer JAX compilations ({_d('bucket')})")
+    p.add_argument("--bucket-chunk", type=int, default=None,
+                   help="length bucketing: sort each chunk of K batches by length before cutting batches "
+                        f"(epoch or balanced sampler); 0: off ({_d('bucket_chunk')})")
+    p.add_argument("--keep-best", action=argparse.BooleanOptionalAction, default=None,
+                   help="test and save the weights of the best validation top-1 rather than the last "
+                        f"({_d('keep_best')})")
     p.add_argument("--seed", type=int, default=0, help="seed for init, split and sampling (default 0)")
     p.add_argument("--out", type=Path, required=True, help="run folder to write")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _text_args(p)
     p.set_defaults(func=cmd_train)
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr)
+
+
+def load_task_data(task: str, a: argparse.Namespace, seed: int, vocab: Vocab | None = None,
+                   text: TextConfig | None = None) -> Dataset:
+    if task == "names":
+        _reject_text_flags(a)
+        if vocab is None:
+            return names_dataset(a.data, seed=seed)
+        examples = load_names_or_default(a.data)
+        return encode_splits(stratified_split(examples, seed=seed), name_chars, vocab, str(a.data or "default"))
+    return imdb_dataset(a.data, text or text_config(a), seed=seed, max_train=a.max_train, max_test=a.max_test,
+                        vocab=vocab)
 
 
 def cmd_train(a: argparse.Namespace) -> int:
     from shared.training import fit
 
+    d = TASK_DEFAULTS[a.task]
+    pick = {k: d[k] if getattr(a, k) is None else getattr(a, k)
+            for k in ("hidden", "embed_dim", "optimizer", "lr", "batch_size", "sampler", "eval_every", "bucket",
+                      "bucket_chunk", "clip_norm", "keep_best")}
+    if a.bucket_chunk is None and pick["sampler"] == "random":
+        pick["bucket_chunk"] = 0  # the task's bucketing default needs shuffled passes, not random draws
     backend = get_backend(a.backend)
-    data = names_dataset(a.data, seed=a.seed)
+    data = load_task_data(a.task, a, a.seed)
     model_cfg = ModelConfig(
         vocab_size=len(data.vocab), num_classes=data.num_classes, cell=a.cell, num_layers=a.layers,
-        bidirectional=a.bidirectional, hidden_size=a.hidden, embed_dim=a.embed_dim, dropout=a.dropout, dtype=a.dtype,
+        bidirectional=a.bidirectional, hidden_size=pick["hidden"], embed_dim=pick["embed_dim"], dropout=a.dropout,
+        dtype=a.dtype,
     )
-    steps = a.steps if a.steps is not None or a.epochs is not None else 2000
+    epochs = a.epochs if a.steps is None else None
+    steps = a.steps
+    if steps is None and epochs is None:
+        steps, epochs = d.get("steps"), d.get("epochs")
+    if pick["eval_every"] is None:  # once per epoch: validation at epoch ends only
+        pick["eval_every"] = math.ceil(len(data.train) / pick["batch_size"])
     train_cfg = TrainConfig(
-        optimizer=a.optimizer, lr=a.lr, momentum=a.momentum, batch_size=a.batch_size, steps=steps,
-        epochs=a.epochs, clip_norm=a.clip_norm, seed=a.seed, sampler=a.sampler, eval_every=a.eval_every,
+        optimizer=pick["optimizer"], lr=pick["lr"], momentum=a.momentum, batch_size=pick["batch_size"], steps=steps,
+        epochs=epochs, clip_norm=pick["clip_norm"], seed=a.seed, sampler=pick["sampler"],
+        eval_every=pick["eval_every"],
     )
-    print(f"data: {data.source}: {len(data.train)} train / {len(data.val)} val / {len(data.test)} test, "
-          f"{data.num_classes} labels, {len(data.vocab)} tokens", file=sys.stderr)
-    result = fit(backend, model_cfg, train_cfg, data, a.out, progress=not a.no_progress, multiple=a.bucket)
+    _stderr(f"data: {data.source}: {len(data.train)} train / {len(data.val)} val / {len(data.test)} test, "
+            f"{data.num_classes} labels, {len(data.vocab)} tokens")
+    if data.text is not None:
+        _stderr(f"text: {data.text.to_json()}; train lengths mean {data.train.lengths.mean():.1f}, "
+                f"max {data.train.lengths.max()}")
+    info = {"task": a.task, "subsample": {"max_train": a.max_train, "max_test": a.max_test}}
+    result = fit(backend, model_cfg, train_cfg, data, a.out, progress=not a.no_progress, multiple=pick["bucket"],
+                 bucket_chunk=pick["bucket_chunk"], log=_stderr, run_info=info, keep_best=pick["keep_best"])
     print(json.dumps({"backend": backend.name, "train_seconds": round(result.seconds, 1), "steps": result.steps,
-                      "val": result.val, "test": result.test}))
-    print(f"wrote {a.out}/model.safetensors, metrics.jsonl, loss.png", file=sys.stderr)
+                      "val": result.val, "test": result.test, "padding_waste": result.padding}))
+    _stderr(f"wrote {a.out}/model.safetensors, metrics.jsonl, loss.png")
     return 0
 
 
@@ -94,11 +213,21 @@ def _run_config(ckpt_path: Path) -> dict[str, Any]:
     return json.loads(cfg.read_text()) if cfg.is_file() else {}
 
 
+def _checkpoint_task(ckpt: checkpoint.Checkpoint, task: str | None, path: Path) -> str:
+    """A checkpoint with a TextConfig is a text (imdb) model; one without reads characters (names)."""
+    found = "imdb" if ckpt.text is not None else "names"
+    if task is not None and task != found:
+        has = "has" if ckpt.text is not None else "no"
+        raise SeqbatchError(f"{path} is a checkpoint for --task {found} ({has} seqbatch.text metadata), not {task}")
+    return found
+
+
 def add_eval(sub: Any) -> None:
     p = sub.add_parser("eval", help="evaluate a checkpoint on a split; prints one JSON object",
                        description="Evaluate a checkpoint (from either backend) on the val or test split of "
                                    "the data it was trained on. Prints top1, top2, balanced_accuracy, n.")
     p.add_argument("--checkpoint", type=Path, required=True, help="model.safetensors written by `seqbatch train`")
+    _task_arg(p, default=None)
     _backend_arg(p)
     _data_arg(p)
     p.add_argument("--split", choices=("val", "test"), default="test", help="which split (default test)")
@@ -106,6 +235,12 @@ def add_eval(sub: Any) -> None:
                    help="split seed; default: the one in config.json beside the checkpoint, else 0")
     p.add_argument("--confusion", type=Path, default=None, help="also write a confusion-matrix PNG here")
     p.add_argument("--logits-out", type=Path, default=None, help="also save the logits as .npy")
+    g = p.add_argument_group("imdb only")
+    g.add_argument("--max-train", type=int, default=None,
+                   help="the train subsample size the run used (it fixes the validation split); "
+                        "default: from config.json beside the checkpoint")
+    g.add_argument("--max-test", type=int, default=None,
+                   help="evaluate on a stratified sample of N test reviews; default: from config.json, else all")
     p.set_defaults(func=cmd_eval)
 
 
@@ -117,13 +252,17 @@ def cmd_eval(a: argparse.Namespace) -> int:
     if ckpt.vocab is None or ckpt.labels is None:
         raise SeqbatchError(f"{a.checkpoint}: no vocabulary/labels in the metadata; it gives logits but cannot "
                             "be evaluated on text")
+    task = _checkpoint_task(ckpt, a.task, a.checkpoint)
     run = _run_config(a.checkpoint)
     seed = a.seed if a.seed is not None else run.get("train", {}).get("seed", 0)
-    examples = load_names_or_default(a.data)
-    if examples.label_names != ckpt.labels:
+    if task == "imdb":
+        sizes = run.get("subsample", {})
+        a.max_train = a.max_train if a.max_train is not None else sizes.get("max_train")
+        a.max_test = a.max_test if a.max_test is not None else sizes.get("max_test")
+    data = load_task_data(task, a, seed, vocab=ckpt.vocab, text=ckpt.text)
+    if data.label_names != ckpt.labels:
         raise SeqbatchError(f"{a.checkpoint} was trained on labels {ckpt.labels}, but the data "
-                            f"({a.data or 'default'}) has {examples.label_names}")
-    data = encode_splits(stratified_split(examples, seed=seed), name_chars, ckpt.vocab, str(a.data or "default"))
+                            f"({a.data or 'default'}) has {data.label_names}")
     backend = get_backend(a.backend)
     model = backend.from_params(ckpt.config, ckpt.params)
     split = data.val if a.split == "val" else data.test
@@ -132,20 +271,22 @@ def cmd_eval(a: argparse.Namespace) -> int:
     if a.confusion is not None:
         confusion_plot(confusion(logits, split.labels, len(ckpt.labels)), ckpt.labels, a.confusion,
                        title=f"{a.checkpoint} on {a.split} ({backend.name})")
-        print(f"wrote {a.confusion}", file=sys.stderr)
+        _stderr(f"wrote {a.confusion}")
     if a.logits_out is not None:
         np.save(a.logits_out, logits)
     return 0
 
 
 def add_predict(sub: Any) -> None:
-    p = sub.add_parser("predict", help="top labels with probabilities for names",
-                       description="Print the most likely labels for each name given.")
+    p = sub.add_parser("predict", help="top labels with probabilities for names or reviews",
+                       description="Print the most likely labels for each name (or review) given; a checkpoint "
+                                   "with text metadata (imdb) tokenizes reviews as it was trained to.")
     p.add_argument("--checkpoint", type=Path, required=True, help="model.safetensors written by `seqbatch train`")
+    _task_arg(p, default=None)
     _backend_arg(p)
-    p.add_argument("--top", type=int, default=3, help="labels to show per name (default 3)")
+    p.add_argument("--top", type=int, default=None, help="labels to show per input (default: names 3, imdb 1)")
     p.add_argument("--json", action="store_true", help="print JSON lines instead of text")
-    p.add_argument("names", nargs="+", metavar="NAME", help="names to classify")
+    p.add_argument("names", nargs="+", metavar="TEXT", help="names (or reviews, for imdb) to classify")
     p.set_defaults(func=cmd_predict)
 
 
@@ -158,18 +299,34 @@ def cmd_predict(a: argparse.Namespace) -> int:
         raise SeqbatchError(f"{a.checkpoint} has no {' or '.join(missing)} in its metadata: it gives logits for "
                             "token ids, but cannot turn names into predictions")
     assert ckpt.vocab is not None and ckpt.labels is not None
-    seqs = [ckpt.vocab.encode(name_chars(n)) for n in a.names]
+    task = _checkpoint_task(ckpt, a.task, a.checkpoint)
+    text_cfg = ckpt.text
+
+    def tokens(t: str) -> list[str]:
+        if text_cfg is None:
+            return name_chars(t)
+        toks = text_tokens(t, text_cfg)
+        if not toks:
+            raise SeqbatchError(f"review {t!r} has no tokens left after cleaning ({text_cfg.to_json()})")
+        return toks
+
+    seqs = [ckpt.vocab.encode(tokens(n)) for n in a.names]
     for n in a.names:
-        unknown = ckpt.vocab.unknown_count(name_chars(n))
-        if unknown:
-            warnings.warn(f"{n!r}: {unknown} character(s) not in the vocabulary, read as <unk>", stacklevel=1)
+        toks = tokens(n)
+        unknown = ckpt.vocab.unknown_count(toks)
+        # Every review has rare words; warn there only when most of it is unknown (another language?).
+        if unknown if task == "names" else unknown > len(toks) / 2:
+            what = "character(s)" if task == "names" else f"of {len(toks)} tokens"
+            warnings.warn(f"{n!r}: {unknown} {what} not in the vocabulary, read as <unk>", stacklevel=1)
     backend = get_backend(a.backend)
     model = backend.from_params(ckpt.config, ckpt.params)
     probs = softmax(backend.logits(model, pad(seqs, np.zeros(len(seqs), np.int32))))
+    top_n = a.top if a.top is not None else (3 if task == "names" else 1)
     for name, p in zip(a.names, probs, strict=True):
-        top = np.argsort(-p, kind="stable")[: a.top]
+        top = np.argsort(-p, kind="stable")[:top_n]
         if a.json:
-            print(json.dumps({"name": name, "top": [[ckpt.labels[i], round(float(p[i]), 4)] for i in top]},
+            key = "name" if task == "names" else "text"
+            print(json.dumps({key: name, "top": [[ckpt.labels[i], round(float(p[i]), 4)] for i in top]},
                              ensure_ascii=False))
         else:
             print(f"{name}: " + ", ".join(f"{ckpt.labels[i]} {p[i]:.1%}" for i in top))

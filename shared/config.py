@@ -86,8 +86,8 @@ class ModelConfig:
     def from_json(cls, text: str) -> ModelConfig:
         try:
             return cls.from_dict(json.loads(text))
-        except (json.JSONDecodeError, TypeError) as e:
-            raise SeqbatchError(f"model config is not valid JSON: {e}") from e
+        except (ValueError, TypeError, AttributeError) as e:  # bad JSON, a non-object, a non-number
+            raise SeqbatchError(f"model config is not valid: {e} (in {text[:200]!r})") from e
 
 
 @dataclass(frozen=True)
@@ -114,6 +114,14 @@ class TrainConfig:
             raise SeqbatchError(f"batch_size must be >= 1, got {self.batch_size}")
         if (self.steps is None) == (self.epochs is None):
             raise SeqbatchError("give exactly one of steps and epochs")
+        for name in ("steps", "epochs", "eval_every"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise SeqbatchError(f"{name} must be >= 1, got {value}")
+        if self.momentum < 0:
+            raise SeqbatchError(f"momentum must be >= 0, got {self.momentum}")
+        if self.sampler not in ("random", "epoch", "balanced"):
+            raise SeqbatchError(f"sampler must be random, epoch or balanced, got {self.sampler!r}")
         if self.clip_norm is not None and self.clip_norm <= 0:
             raise SeqbatchError(f"clip_norm must be > 0, got {self.clip_norm}")
 

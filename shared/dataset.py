@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import unicodedata
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from sklearn.model_selection import train_test_split
 
 from shared.batching import Batch, pad
 from shared.errors import SeqbatchError
 from shared.examples import Examples
+from shared.imdb import load_imdb
 from shared.names import load_names_or_default
-from shared.splits import Splits, stratified_split
-from shared.vocab import Vocab
+from shared.splits import Splits, deduplicate, stratified_split
+from shared.text import TextConfig, text_tokens
+from shared.vocab import UNK, Vocab
 
 Tokenizer = Callable[[str], list[str]]
 
@@ -51,6 +55,7 @@ class Dataset:
     val: EncodedSplit
     test: EncodedSplit
     source: str
+    text: TextConfig | None = None  # how raw text became tokens; None for names (characters)
 
     @property
     def num_classes(self) -> int:
@@ -70,3 +75,48 @@ def names_dataset(data_dir: str | Path | None, *, seed: int = 0) -> Dataset:
     splits = stratified_split(examples, seed=seed)
     vocab = Vocab.fit(name_chars(t) for t in splits.train.texts)
     return encode_splits(splits, name_chars, vocab, "default (faker surnames)" if data_dir is None else str(data_dir))
+
+
+def subsample(data: Examples, n: int | None, *, seed: int, what: str) -> Examples:
+    """A stratified subsample of `n` examples (scikit-learn), or everything when n is None or >= len."""
+    if n is None or n >= len(data):
+        return data
+    classes = len(set(data.labels))
+    if n < 2 * classes:
+        raise SeqbatchError(f"{what}={n} is too small: a stratified sample needs at least {2 * classes}")
+    keep, _ = train_test_split(np.arange(len(data)), train_size=n, stratify=data.labels, random_state=seed)
+    return data.subset(sorted(int(i) for i in keep))
+
+
+def imdb_dataset(
+    data_dir: str | Path | None,
+    text_cfg: TextConfig,
+    *,
+    seed: int = 0,
+    max_train: int | None = None,
+    max_test: int | None = None,
+    vocab: Vocab | None = None,
+) -> Dataset:
+    """IMDB: the original train set (optionally a stratified `max_train` subsample), deduplicated,
+    split 90:10 into train/validation (stratified); the original test set (optionally `max_test`
+    of it) as test. The vocabulary is fitted on the train part only, unless one is given (a
+    checkpoint's, to evaluate it on the same splits)."""
+    train_all, test, source = load_imdb(data_dir)
+    train_all = subsample(deduplicate(train_all), max_train, seed=seed, what="max_train")
+    test = subsample(test, max_test, seed=seed, what="max_test")
+    splits = stratified_split(train_all, val=0.1, test=0.0, seed=seed)
+    tokens = {name: [text_tokens(t, text_cfg) for t in ex.texts]
+              for name, ex in (("train", splits.train), ("val", splits.val), ("test", test))}
+    if vocab is None:
+        vocab = Vocab.fit(tokens["train"], min_freq=text_cfg.min_freq, max_size=text_cfg.max_vocab)
+    empty = {name: sum(1 for t in toks if not t) for name, toks in tokens.items()}
+    if any(empty.values()):
+        # A review with no token left (all stop words, say) still needs one step: it reads as <unk>.
+        warnings.warn(f"reviews with no tokens after cleaning, read as one <unk>: {empty}", stacklevel=2)
+
+    def enc(name: str, ex: Examples) -> EncodedSplit:
+        seqs = [vocab.encode(t) if t else np.array([UNK], np.int32) for t in tokens[name]]
+        return EncodedSplit(seqs, np.asarray(ex.labels, dtype=np.int32))
+
+    return Dataset(vocab, list(train_all.label_names), enc("train", splits.train), enc("val", splits.val),
+                   enc("test", test), source, text_cfg)

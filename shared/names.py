@@ -48,7 +48,8 @@ def load_names(folder: str | Path) -> Examples:
     labels: list[int] = []
     blank: dict[str, int] = {}
     for label, path in enumerate(files):
-        raw = path.read_bytes()
+        # Editors on Windows start UTF-8 files with a byte-order mark; it is not part of the first name.
+        raw = path.read_bytes().removeprefix(b"\xef\xbb\xbf")
         for lineno, line in enumerate(raw.split(b"\n"), start=1):
             try:
                 text = line.decode("utf-8")

@@ -12,8 +12,9 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from shared import checkpoint
 from shared.backend import Backend
-from shared.batching import Sampler, batches_in_order
+from shared.batching import Sampler, batches_in_order, index_waste
 from shared.config import ModelConfig, TrainConfig
 from shared.dataset import Dataset, EncodedSplit
 from shared.metrics import classification_report, cross_entropy
@@ -52,6 +53,7 @@ class RunResult:
     seconds: float
     steps: int
     history: list[dict[str, Any]] = field(default_factory=list)
+    padding: dict[str, Any] = field(default_factory=dict)
 
 
 def total_steps(cfg: TrainConfig, n_train: int) -> int:
@@ -59,6 +61,40 @@ def total_steps(cfg: TrainConfig, n_train: int) -> int:
         return cfg.steps
     assert cfg.epochs is not None
     return cfg.epochs * math.ceil(n_train / cfg.batch_size)
+
+
+def make_sampler(data: Dataset, cfg: TrainConfig, bucket_chunk: int = 0) -> Sampler:
+    return Sampler(data.train.labels, cfg.batch_size, kind=cfg.sampler, seed=cfg.seed,
+                   lengths=data.train.lengths, bucket_chunk=bucket_chunk)
+
+
+def padding_waste(data: Dataset, cfg: TrainConfig, *, bucket_chunk: int = 0, multiple: int = 8) -> dict[str, Any]:
+    """Share of padded positions over one epoch of training batches, without and with bucketing.
+
+    Measured on fresh samplers with the run's seed, so the training stream is not disturbed.
+    `unbucketed` uses the run's sampler kind without bucketing; `bucketed` is present when
+    `bucket_chunk` is set.
+    """
+    lengths = data.train.lengths
+    report: dict[str, Any] = {"multiple": multiple, "bucket_chunk": bucket_chunk,
+                              "unbucketed": round(index_waste(lengths, make_sampler(data, cfg).epoch(),
+                                                              multiple=multiple), 4)}
+    if bucket_chunk:
+        batches = make_sampler(data, cfg, bucket_chunk).epoch()
+        report["bucketed"] = round(index_waste(lengths, batches, multiple=multiple), 4)
+    return report
+
+
+def train_probe(split: EncodedSplit, n: int, seed: int) -> EncodedSplit:
+    """A fixed random subset of the training split, for per-epoch train accuracy and loss.
+
+    Measured in eval mode (no dropout) with the epoch's final weights, so it is comparable with
+    the validation figures; the mean loss of the epoch's training batches is recorded beside it.
+    """
+    if len(split) <= n:
+        return split
+    idx = np.sort(np.random.default_rng(seed).choice(len(split), n, replace=False))
+    return EncodedSplit([split.seqs[i] for i in idx], split.labels[idx])
 
 
 def fit(
@@ -70,60 +106,160 @@ def fit(
     *,
     progress: bool = True,
     multiple: int = 8,
+    bucket_chunk: int = 0,
+    probe_size: int = 2000,
     log: Any = print,
+    run_info: dict[str, Any] | None = None,
+    keep_best: bool = False,
 ) -> RunResult:
-    """Train from a fresh seeded model; validate every `eval_every` steps; test once at the end.
+    """Train from a fresh seeded model; validate every `eval_every` steps and, with `epochs`, at
+    each epoch's end; test once at the end.
 
-    With `out_dir`: config.json, metrics.jsonl (loss per step, val metrics, the final test
-    metrics as the last record), loss.png and model.safetensors are written there.
+    With `epochs`, each epoch adds a record `{"split": "epoch", "epoch", "train_loss",
+    "train_accuracy", "train_batch_loss", "val_loss", "val_accuracy", "epoch_seconds"}`; the
+    train figures come from `train_probe` (a fixed subset of up to `probe_size` training examples).
+    With `out_dir`: config.json, metrics.jsonl (loss per step, val metrics, epoch records, the
+    final test metrics with `test_accuracy` as the last record), loss.png, curves.png (epochs
+    only) and model.safetensors (with the TextConfig for text tasks) are written there;
+    `run_info` adds keys to config.json (the CLI's task and subsample sizes). With `keep_best`,
+    the weights of the validation with the best top-1 (the earliest among equals) are the ones
+    tested and saved: model selection on validation, never on test.
     """
+    padding = padding_waste(data, train_cfg, bucket_chunk=bucket_chunk, multiple=multiple)
+    log(f"padding waste per epoch (multiple {multiple}): unbucketed {padding['unbucketed']:.1%}"
+        + (f", bucketed (chunk {bucket_chunk}) {padding['bucketed']:.1%}" if bucket_chunk else ""))
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(
             json.dumps(
                 {"backend": backend.name, "model": json.loads(model_cfg.to_json()),
-                 "train": json.loads(train_cfg.to_json()), "data": data.source, "labels": data.label_names},
+                 "train": json.loads(train_cfg.to_json()), "data": data.source, "labels": data.label_names,
+                 "text": None if data.text is None else json.loads(data.text.to_json()), "padding": padding,
+                 "sizes": {"train": len(data.train), "val": len(data.val), "test": len(data.test),
+                           "vocab": len(data.vocab)}, **(run_info or {})},
                 indent=2, ensure_ascii=False,
             )
         )
     history: list[dict[str, Any]] = []
     model = backend.init(model_cfg, train_cfg.seed)
     state = backend.train_state(model, train_cfg)
-    sampler = Sampler(data.train.labels, train_cfg.batch_size, kind=train_cfg.sampler, seed=train_cfg.seed)
+    sampler = make_sampler(data, train_cfg, bucket_chunk)
     n_steps = total_steps(train_cfg, len(data.train))
+    per_epoch = math.ceil(len(data.train) / train_cfg.batch_size) if train_cfg.epochs is not None else 0
+    probe = train_probe(data.train, probe_size, train_cfg.seed) if per_epoch else None
     batches = iter(sampler)
     pending: list[tuple[int, dict[str, Any]]] = []
     val_report: dict[str, float | int] = {}
-    start = time.perf_counter()
+    epoch_start = start = time.perf_counter()
+    eval_seconds = 0.0
+    best: tuple[int, dict[str, float | int], dict[str, np.ndarray]] | None = None
     bar = tqdm(range(1, n_steps + 1), desc=f"train [{backend.name}]", disable=not progress, unit="step")
     for step in bar:
         batch = data.train.batch(next(batches), multiple=multiple)
         state, metrics = backend.train_step(state, batch)
         pending.append((step, metrics))
-        if step % train_cfg.eval_every == 0 or step == n_steps:
-            # Read device scalars only here, so that JAX's dispatch runs ahead between evaluations.
-            for s, m in pending:
-                history.append({"step": s, "loss": float(m["loss"]), "grad_norm": float(m["grad_norm"])})
-            pending.clear()
-            val_report, _ = evaluate(backend, backend.model_of(state), data.val, multiple=multiple)
-            history.append({"step": step, "split": "val", **val_report})
-            bar.set_postfix(loss=f"{history[-2]['loss']:.3f}", val_top1=f"{val_report['top1']:.3f}")
+        epoch_end = per_epoch > 0 and step % per_epoch == 0
+        periodic = step % train_cfg.eval_every == 0
+        if not (periodic or epoch_end or step == n_steps):
+            continue
+        # Read device scalars only here, so that JAX's dispatch runs ahead between evaluations.
+        for s, m in pending:
+            history.append({"step": s, "loss": float(m["loss"]), "grad_norm": float(m["grad_norm"])})
+        pending.clear()
+        train_seconds = time.perf_counter() - epoch_start
+        eval_start = time.perf_counter()
+        val_report, _ = evaluate(backend, backend.model_of(state), data.val, multiple=multiple)
+        if keep_best and (best is None or val_report["top1"] > best[1]["top1"]):
+            best = (step, dict(val_report), backend.to_params(backend.model_of(state)))
+        record: dict[str, Any] = {"step": step, "split": "val", **val_report}
+        if epoch_end:
+            record["epoch"] = step // per_epoch
+        history.append(record)
+        if epoch_end and probe is not None:
+            history.append(_epoch_record(backend, state, probe, history, step, per_epoch, val_report,
+                                         train_seconds, multiple))
+            last = history[-1]
+            log(f"epoch {last['epoch']}: train acc {last['train_accuracy']:.4f} loss {last['train_loss']:.4f} | "
+                f"val acc {last['val_accuracy']:.4f} loss {last['val_loss']:.4f} | {train_seconds:.1f} s")
+        loss_now = next(r["loss"] for r in reversed(history) if "loss" in r and "split" not in r)
+        bar.set_postfix(loss=f"{loss_now:.3f}", val_top1=f"{val_report['top1']:.3f}")
+        eval_seconds += time.perf_counter() - eval_start
+        if epoch_end:
+            epoch_start = time.perf_counter()
     seconds = time.perf_counter() - start
     model = backend.model_of(state)
+    chosen: dict[str, Any] = {}
+    if best is not None:
+        model = backend.from_params(backend.config_of(model), best[2])
+        val_report = best[1]
+        chosen = {"best_step": best[0], "best_val_top1": best[1]["top1"]}
+        log(f"keeping the weights of step {best[0]} (val top-1 {best[1]['top1']:.4f})")
     test_report, _ = evaluate(backend, model, data.test, multiple=multiple)
-    history.append({"step": n_steps, "split": "test", "train_seconds": round(seconds, 2), **test_report})
+    history.append({"step": n_steps, "split": "test", "train_seconds": round(seconds, 2),
+                    "eval_seconds": round(eval_seconds, 2), **test_report, **chosen,
+                    "test_accuracy": test_report["top1"], "padding_waste": padding})
     if out is not None:
-        with (out / "metrics.jsonl").open("w") as f:
-            for rec in history:
-                f.write(json.dumps(rec) + "\n")
-        train = [r for r in history if "split" not in r]
-        vals = [r for r in history if r.get("split") == "val"]
-        loss_curve(
-            [r["step"] for r in train], [r["loss"] for r in train], out / "loss.png",
-            val={"val top-1": [(r["step"], r["top1"]) for r in vals],
-                 "val balanced acc.": [(r["step"], r["balanced_accuracy"]) for r in vals]},
-            title=f"{backend.name} {model_cfg.cell} x{model_cfg.num_layers} h{model_cfg.hidden_size} on {data.source}",
-        )
-        backend.save(model, out / "model.safetensors", vocab=data.vocab, labels=data.label_names)
-    return RunResult(model, val_report, test_report, seconds, n_steps, history)
+        _write_outputs(out, backend, model, model_cfg, data, history)
+    return RunResult(model, val_report, test_report, seconds, n_steps, history, padding)
+
+
+def _epoch_record(
+    backend: Backend, state: Any, probe: EncodedSplit, history: list[dict[str, Any]], step: int, per_epoch: int,
+    val_report: dict[str, float | int], train_seconds: float, multiple: int,
+) -> dict[str, Any]:
+    train_report, _ = evaluate(backend, backend.model_of(state), probe, multiple=multiple)
+    batch_losses = [r["loss"] for r in history if "split" not in r and step - per_epoch < r["step"] <= step]
+    return {
+        "step": step, "split": "epoch", "epoch": step // per_epoch,
+        "train_loss": train_report["loss"], "train_accuracy": train_report["top1"],
+        "train_batch_loss": float(np.mean(batch_losses)), "train_probe_n": len(probe),
+        "val_loss": val_report["loss"], "val_accuracy": val_report["top1"],
+        "epoch_seconds": round(train_seconds, 2),
+    }
+
+
+def _write_outputs(
+    out: Path, backend: Backend, model: Any, model_cfg: ModelConfig, data: Dataset, history: list[dict[str, Any]]
+) -> None:
+    with (out / "metrics.jsonl").open("w") as f:
+        for rec in history:
+            f.write(json.dumps(rec) + "\n")
+    train = [r for r in history if "split" not in r]
+    vals = [r for r in history if r.get("split") == "val"]
+    title = f"{backend.name} {model_cfg.cell} x{model_cfg.num_layers} h{model_cfg.hidden_size} on {data.source}"
+    loss_curve(
+        [r["step"] for r in train], [r["loss"] for r in train], out / "loss.png",
+        val={"val top-1": [(r["step"], r["top1"]) for r in vals],
+             "val balanced acc.": [(r["step"], r["balanced_accuracy"]) for r in vals]},
+        title=title,
+    )
+    epochs = [r for r in history if r.get("split") == "epoch"]
+    if epochs:
+        epoch_curves(epochs, out / "curves.png", title=title)
+    checkpoint.save(out / "model.safetensors", checkpoint.Checkpoint(
+        backend.config_of(model), backend.to_params(model), data.vocab, list(data.label_names), data.text))
+
+
+def epoch_curves(records: list[dict[str, Any]], path: Path, *, title: str = "") -> None:
+    """Per-epoch accuracy (left) and loss (right), train beside validation."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = [r["epoch"] for r in records]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    for ax, key, name in ((axes[0], "accuracy", "accuracy"), (axes[1], "loss", "cross-entropy")):
+        ax.plot(x, [r[f"train_{key}"] for r in records], marker="o", ms=3, label="train (probe, eval mode)")
+        ax.plot(x, [r[f"val_{key}"] for r in records], marker="o", ms=3, label="validation")
+        if key == "loss":
+            ax.plot(x, [r["train_batch_loss"] for r in records], ls="--", lw=1, label="train batches (mean)")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

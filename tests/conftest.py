@@ -1,0 +1,73 @@
+"""Fixtures shared by every suite: tiny `<Label>.txt` folders built in tmp_path, the real data's path.
+
+Test files are imported in pytest's `importlib` mode because `tests/reference_torch/test_models.py`
+and `tests/jax_impl/test_models.py` share a basename, and the default `prepend` mode would either
+refuse the second one or (with `__init__.py` files) let `tests/reference_torch` shadow the package
+it tests.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import pytest
+
+# Small models on a CPU shared with other jobs: torch's second thread only spins (a 150-step run
+# took 25 s of CPU with two threads, 1 s with one). Set before any test imports torch.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+# <repo>/../shared/data: read-only data beside the checkout, absent on a fresh machine.
+DATA_ROOT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+
+# Three labels whose names differ in their letters, so that a few training steps already separate them.
+TINY_NAMES: dict[str, list[str]] = {
+    "Greek": ["Papadopoulos", "Georgiou", "Nikolaidis", "Konstantinou", "Dimitriou", "Ioannidis",
+              "Vasilakis", "Christodoulou", "Karagiannis", "Antoniou", "Pappas", "Economou"],
+    "Japanese": ["Tanaka", "Suzuki", "Takahashi", "Watanabe", "Yamamoto", "Nakamura", "Kobayashi",
+                 "Yoshida", "Yamada", "Sasaki", "Matsumoto", "Inoue"],
+    "Polish": ["Kowalski", "Wiśniewski", "Wójcik", "Kowalczyk", "Kamiński", "Lewandowski", "Zieliński",
+               "Szymański", "Woźniak", "Dąbrowski", "Kozłowski", "Jankowski"],
+}
+
+NamesDir = Callable[..., Path]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.option.importmode = "importlib"
+    # Not yet `jax.config.update("jax_numpy_rank_promotion", "raise")` (equinox's habit): jax_impl/models.py
+    # adds b_ih [G*H] to gi [T, G*H] by implicit rank promotion; `b_ih[None, :]` there would allow it.
+
+
+def write_names_dir(folder: Path, files: Mapping[str, Sequence[str] | bytes]) -> Path:
+    folder.mkdir(parents=True)
+    for label, content in files.items():
+        raw = content if isinstance(content, bytes) else "".join(f"{n}\n" for n in content).encode()
+        (folder / f"{label}.txt").write_bytes(raw)
+    return folder
+
+
+@pytest.fixture
+def make_names_dir(tmp_path: Path) -> NamesDir:
+    """`make_names_dir({"Label": ["name", ...] or b"raw bytes"}, name="data")` -> a folder of `<Label>.txt`."""
+
+    def make(files: Mapping[str, Sequence[str] | bytes] | None = None, *, name: str = "data") -> Path:
+        return write_names_dir(tmp_path / name, TINY_NAMES if files is None else files)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def tiny_names_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """TINY_NAMES as a folder, written once per session (treat it as read-only)."""
+    return write_names_dir(tmp_path_factory.mktemp("tiny") / "names", TINY_NAMES)
+
+
+@pytest.fixture(scope="session")
+def real_names_dir() -> Path:
+    """The real surname folder (18 languages), or a skip where this checkout has no data beside it."""
+    folder = DATA_ROOT / "names"
+    if not (folder / "English.txt").is_file():
+        pytest.skip(f"real names data not found at {folder}")
+    return folder

@@ -1,0 +1,86 @@
+"""Parity on the long length patterns (T = 200; IMDB-like T = 400, front- and back-truncated),
+in float64, and on real surnames."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from parity import harness as H
+from parity.harness_cli import backend_settings, pattern_batches
+from shared.batching import pad
+from shared.config import CELLS, ModelConfig
+from shared.dataset import name_chars
+from shared.names import load_names
+from shared.vocab import Vocab
+
+LONG = ("long", "imdb_front", "imdb_back")
+
+
+def config(cell: str, embed: int | None, dtype: str = "float32", layers: int = 2) -> ModelConfig:
+    return ModelConfig(20, 5, cell=cell, num_layers=layers, bidirectional=True, hidden_size=12, embed_dim=embed,
+                       dtype=dtype)  # type: ignore[arg-type]
+
+
+@functools.cache
+def long_result(cell: str, embed: int | None) -> H.ConfigResult:
+    cfg = config(cell, embed)
+    batches = {p: b for p, b in pattern_batches(cfg).items() if p in LONG}
+    return H.check(cfg, batches, steps=0, file_batches=("long",), fast=True)
+
+
+def test_imdb_batches_are_truncated_views_of_longer_reviews() -> None:
+    cfg = config("lstm", 8)
+    rng = np.random.default_rng(0)
+    front = H.pattern_batch(cfg, "imdb_front", rng)
+    back = H.pattern_batch(cfg, "imdb_back", np.random.default_rng(0))
+    assert front.tokens.shape == back.tokens.shape == (H.BATCH, H.IMDB_T)
+    assert front.lengths.max() == H.IMDB_T and front.lengths.min() < H.IMDB_T
+    # Same raw reviews, cut at opposite ends: equal lengths, different kept tokens, both left-aligned.
+    np.testing.assert_array_equal(front.lengths, back.lengths)
+    assert not np.array_equal(front.tokens[0], back.tokens[0])
+    assert (front.tokens[front.mask] > 0).all() and (front.tokens[~front.mask] == 0).all()
+
+
+@pytest.mark.parametrize("pattern", LONG)
+@pytest.mark.parametrize("cell", CELLS)
+def test_long_sequences_agree(cell: str, pattern: str, assert_parity: Any) -> None:
+    result = long_result(cell, 8)
+    found = [c for c in result.comparisons if c.case.startswith(pattern + " ")]
+    assert {c.quantity for c in found} >= {"logits", "losses", "grad", "pad_invariance"}
+    assert_parity(found, f"{H.label(result.config)} {pattern}")
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_long_one_hot_sequences_agree(cell: str, assert_parity: Any) -> None:
+    result = long_result(cell, None)
+    assert any(c.case == "long jax->torch(file)" for c in result.comparisons)
+    assert_parity(result.comparisons, H.label(result.config))
+
+
+@pytest.mark.parametrize("embed", [None, 8], ids=["onehot", "emb8"])
+@pytest.mark.parametrize("cell", CELLS)
+def test_float64_agrees_to_1e_10(cell: str, embed: int | None, assert_parity: Any) -> None:
+    cfg = config(cell, embed, "float64", layers=1)
+    with backend_settings("cpu", "float64"):
+        batches = {p: b for p, b in pattern_batches(cfg).items() if p in ("equal", "ragged", "single")}
+        result = H.check(cfg, batches, steps=0, fast=True)
+    assert H.OUTPUT_ABS_TOL["float64"] == 1e-10
+    assert_parity(result.comparisons, H.label(cfg))
+    # float64 is not float32 in disguise: the logits agree far beyond float32's resolution.
+    assert max(c.max_abs for c in result.comparisons if c.quantity == "logits") < 1e-12
+
+
+def test_real_surnames_agree(real_names_dir: Path, assert_parity: Any) -> None:
+    names = load_names(real_names_dir)
+    rng = np.random.default_rng(0)
+    pick = rng.choice(len(names.texts), 8, replace=False)
+    chars = [name_chars(names.texts[i]) for i in pick]
+    vocab = Vocab.fit(chars)
+    batch = pad([vocab.encode(c) for c in chars], [names.labels[i] % 4 for i in pick])
+    cfg = ModelConfig(len(vocab), 4, cell="gru", num_layers=1, bidirectional=True, hidden_size=12)
+    assert_parity(H.check(cfg, {"surnames": batch}, steps=0, fast=True).comparisons, "real surnames")
