@@ -13,6 +13,8 @@ from jax_impl.models import (
     losses,
     to_params,
 )
+from jax_impl.per_example import gradients as per_example_gradients
+from jax_impl.per_example import train_step as per_example_step
 from jax_impl.train import COMPILATIONS, TrainState, model_of, train_state, train_step
 
 name = "jax"
@@ -32,6 +34,8 @@ __all__ = [
     "losses",
     "model_of",
     "name",
+    "per_example_gradients",
+    "per_example_step",
     "save",
     "to_params",
     "train_state",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -12,12 +14,38 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jax_impl import cudnn
 from jax_impl.models import Model, Params, batch_losses
 from shared.batching import Batch
 from shared.config import ModelConfig, TrainConfig
+from shared.errors import SeqbatchError
 
-# How many times a train step was traced (= compiled): one per (config, batch shape).
-COMPILATIONS: dict[str, int] = {"train_step": 0}
+# How many times a step was traced (= compiled): the batched step once per (config, batch shape),
+# the per-example baseline (jax_impl/per_example.py) once per (config, sequence length).
+COMPILATIONS: dict[str, int] = {"train_step": 0, "per_example": 0}
+KERNELS = ("scan", "cudnn")
+_HOST_MEMORY_KEPT = False
+
+
+def keep_freed_host_memory() -> None:
+    """Keep XLA:CPU's per-step temporaries in glibc's heap instead of handing them back to the OS.
+
+    A train step allocates tens of MB of temporaries (the saved pre-activations) and frees them at
+    the end; above glibc's mmap threshold each step would mmap them afresh and page-fault every
+    page in again, about a tenth of a CPU step at batch 512. Raising the mmap and trim thresholds
+    (process-wide, once) keeps the pages mapped for the next step. A no-op off glibc.
+    """
+    global _HOST_MEMORY_KEPT
+    if _HOST_MEMORY_KEPT or not sys.platform.startswith("linux"):
+        return
+    _HOST_MEMORY_KEPT = True
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+    libc.mallopt(m_mmap_threshold, 1 << 29)
+    libc.mallopt(m_trim_threshold, 1 << 30)
 
 
 class ClipState(NamedTuple):
@@ -61,19 +89,21 @@ class TrainState:
     key: jax.Array
     cfg: TrainConfig
     step: int = 0
+    kernel: str = "scan"
 
 
 @lru_cache(maxsize=32)
-def _compiled_step(model_cfg: ModelConfig, train_cfg: TrainConfig) -> Callable[..., Any]:
+def _compiled_step(model_cfg: ModelConfig, train_cfg: TrainConfig, kernel: str = "scan") -> Callable[..., Any]:
     tx = make_optimizer(train_cfg)
     use_dropout = model_cfg.dropout > 0
+    losses_of = cudnn.batch_losses if kernel == "cudnn" else batch_losses
 
     def step(params: Params, opt_state: Any, key: jax.Array, tokens: Any, lengths: Any, labels: Any) -> Any:
         COMPILATIONS["train_step"] += 1  # runs at trace time only
         key, sub = jax.random.split(key)
 
         def mean_loss(p: Params) -> jax.Array:
-            return batch_losses(model_cfg, p, tokens, lengths, labels, sub if use_dropout else None).mean()
+            return losses_of(model_cfg, p, tokens, lengths, labels, sub if use_dropout else None).mean()
 
         loss, grads = jax.value_and_grad(mean_loss)(params)
         grad_norm = optax.global_norm(grads)
@@ -84,16 +114,24 @@ def _compiled_step(model_cfg: ModelConfig, train_cfg: TrainConfig) -> Callable[.
     return jax.jit(step, donate_argnums=(0, 1))
 
 
-def train_state(model: Model, cfg: TrainConfig) -> TrainState:
+def train_state(model: Model, cfg: TrainConfig, *, kernel: str = "scan") -> TrainState:
+    """`kernel="cudnn"`: the batch's LSTM through cuDNN on a GPU (jax_impl/cudnn.py), else the scan."""
+    if kernel not in KERNELS:
+        raise SeqbatchError(f"unknown JAX kernel {kernel!r}; choose {' or '.join(KERNELS)}")
+    if kernel == "cudnn":
+        cudnn.check(model.cfg)
+    if jax.default_backend() == "cpu":
+        keep_freed_host_memory()
     # Copy the parameters: the jitted step donates its inputs, and the caller keeps `model`.
     params = jax.tree.map(jnp.array, model.params)
-    return TrainState(Model(model.cfg, params), make_optimizer(cfg).init(params), jax.random.key(cfg.seed), cfg)
+    key = jax.random.key(cfg.seed)
+    return TrainState(Model(model.cfg, params), make_optimizer(cfg).init(params), key, cfg, kernel=kernel)
 
 
 def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, dict[str, Any]]:
     """One update on one batch. Metrics (device scalars): `loss` before the update, `grad_norm`
     before clipping. Dispatch is asynchronous: reading a metric waits for the step."""
-    fn = _compiled_step(state.model.cfg, state.cfg)
+    fn = _compiled_step(state.model.cfg, state.cfg, state.kernel)
     params, opt_state, key, metrics = fn(
         state.model.params, state.opt_state, state.key, batch.tokens, batch.lengths, batch.labels
     )

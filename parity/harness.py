@@ -30,6 +30,7 @@ from shared.backend import get_backend
 from shared.batching import Batch, pad
 from shared.config import ModelConfig, TrainConfig
 from shared.errors import SeqbatchError
+from shared.layout import init_bound, parameter_shapes
 
 # ---- tolerances (what "the same" means) -------------------------------------------------------
 OUTPUT_ABS_TOL: dict[str, float] = {"float32": 1e-5, "float64": 1e-10}  # logits, losses, mean loss
@@ -42,14 +43,15 @@ TRAJ_STEPS = 100
 # Trajectory variants: clip 0.25 sits below the typical gradient norm of these models, so the
 # clipped runs really clip (the count is recorded per run).
 CLIP = 0.25
-# Learning rates: at SGD 0.1 a relu RNN can blow up, and at Adam 0.01 float32 rounding is amplified
-# past 1e-4 within 100 steps (the same runs in float64 agree to 1e-15, so it is not a difference in
-# the update rule); these keep both trajectories comparable while the loss still falls.
+# Learning rates: SGD at 0.1 can blow a relu RNN up, and Adam at 0.003 let float32 rounding grow
+# past 1e-3 within 100 steps in one relu config (a ReLU kink taken on one side by torch and on the
+# other by JAX; Adam then turns that tiny gradient difference into a full step). The same run in
+# float64 agrees to 1e-15, so it is not a difference in the update rule.
 VARIANTS: dict[str, TrainConfig] = {
     "sgd": TrainConfig(optimizer="sgd", lr=0.05, momentum=0.9, batch_size=8, steps=TRAJ_STEPS),
     "sgd+clip": TrainConfig(optimizer="sgd", lr=0.05, momentum=0.9, batch_size=8, steps=TRAJ_STEPS, clip_norm=CLIP),
-    "adam": TrainConfig(optimizer="adam", lr=0.003, batch_size=8, steps=TRAJ_STEPS),
-    "adam+clip": TrainConfig(optimizer="adam", lr=0.003, batch_size=8, steps=TRAJ_STEPS, clip_norm=CLIP),
+    "adam": TrainConfig(optimizer="adam", lr=0.001, batch_size=8, steps=TRAJ_STEPS),
+    "adam+clip": TrainConfig(optimizer="adam", lr=0.001, batch_size=8, steps=TRAJ_STEPS, clip_norm=CLIP),
 }
 
 
@@ -272,8 +274,8 @@ def _jax_outputs(cfg: ModelConfig, params: Any, st: Stack, fast: bool) -> list[t
     """Per stacked batch: (logits, losses, mean loss, gradients by name)."""
     import jax
 
-    out, losses, grads = jax_evaluate(cfg, fast)(params, *st.args())
-    out, losses = np.asarray(out), np.asarray(losses)
+    # To NumPy before slicing: an eager slice of a JAX array is one dispatch (and compile) per shape.
+    out, losses, grads = jax.tree.map(np.asarray, jax_evaluate(cfg, fast)(params, *st.args()))
     return [(out[s:e], losses[s:e], losses[s:e].mean(), _named(cfg, jax.tree.map(lambda g, p=p: g[p], grads)))
             for p, (s, e) in enumerate(st.spans)]
 
@@ -287,35 +289,45 @@ def by_width(batches: Mapping[str, Batch], dtype: str) -> dict[int, tuple[list[s
 
 
 # ---- one configuration ------------------------------------------------------------------------
+def random_params(cfg: ModelConfig, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Weights from torch's default distributions (shared.layout.init_bound), drawn by NumPy."""
+    out = {}
+    for name, shape in parameter_shapes(cfg).items():
+        bound = init_bound(cfg, name)
+        draw = rng.standard_normal(shape) if bound is None else rng.uniform(-bound, bound, shape)
+        out[name] = draw.astype(cfg.dtype)
+    return out
+
+
 def _flat(params: Mapping[str, np.ndarray]) -> np.ndarray:
     return np.concatenate([np.ravel(v) for v in params.values()])
-
-
-def _torch_outputs(tb: Any, tm: Any, batch: Batch) -> tuple[Any, ...]:
-    return tb.logits(tm, batch), tb.losses(tm, batch), tb.loss(tm, batch), tb.gradients(tm, batch)
 
 
 def compare_outputs(cfg: ModelConfig, tm: Any, jm: Any, batches: Mapping[str, Batch], direction: str, *,
                     rng: np.random.Generator | None = None, fast: bool = False) -> list[Comparison]:
     """Logits, losses, mean loss and gradients of every batch; with `rng`, also that random tokens
-    under the padding change nothing (logits and gradients, each backend against itself)."""
+    under the padding change nothing (logits and gradients, each backend against itself, T <= 200)."""
     tb = get_backend("torch")
     tol = OUTPUT_ABS_TOL[cfg.dtype]
     found: list[Comparison] = []
-    for names, st in by_width(batches, cfg.dtype).values():
+    for width, (names, st) in by_width(batches, cfg.dtype).items():
         jax_out = _jax_outputs(cfg, jm.params, st, fast)
-        if rng is not None:
+        # Padding up to T = 200 is enough: longer only repeats the same masked steps, at torch's T=400 cost.
+        pad_check = rng is not None and width <= LONG_T
+        if pad_check:
             repadded = {k: repad(batches[k], rng, cfg.vocab_size) for k in names}
             jax_rep = _jax_outputs(cfg, jm.params, stack(list(repadded.values()), cfg.dtype), fast)
         for i, k in enumerate(names):
             logits, losses, loss, grads = jax_out[i]
-            t_logits, t_losses, t_loss, t_grads = _torch_outputs(tb, tm, batches[k])
+            b = batches[k]
+            t_logits, t_losses, t_grads = tb.logits(tm, b), tb.losses(tm, b), tb.gradients(tm, b)
+            t_loss = t_losses.mean()  # what backend.loss returns; check_contract calls loss() itself
             case = f"{k} {direction}"
             found += [compare("logits", case, "", t_logits, logits, tol, "abs"),
                       compare("losses", case, "", t_losses, losses, tol, "abs"),
                       compare("loss", case, "", t_loss, loss, tol, "abs")]
             found += [compare("grad", case, n, t_grads[n], grads[n], GRAD_REL_TOL, "rel") for n in t_grads]
-            if rng is not None and not batches[k].mask.all():
+            if pad_check and not batches[k].mask.all():
                 t_rep = (tb.logits(tm, repadded[k]), tb.gradients(tm, repadded[k]))
                 j_rep = (jax_rep[i][0], jax_rep[i][3])
                 for side, before, after in (("torch", (t_logits, t_grads), t_rep), ("jax", (logits, grads), j_rep)):
@@ -349,7 +361,7 @@ def trajectories(cfg: ModelConfig, params: Mapping[str, np.ndarray], train_batch
         for v, p in enumerate(j_params):
             _, losses, g = jax_evaluate(cfg, fast)(p, *st.args())
             j_loss[v, step] = np.asarray(losses)[: len(b)].mean()
-            grads.append(jax.tree.map(lambda x: x[0], g))
+            grads.append(jax.tree.map(lambda x: np.asarray(x)[0], g))
         j_params, states, norms = update(j_params, states, grads)
         j_norm[:, step] = [float(n) for n in norms]
     for v, (name, tc) in enumerate(variants.items()):
@@ -372,7 +384,7 @@ def check(cfg: ModelConfig, batches: Mapping[str, Batch] | Batch, *, steps: int 
           train_batches: Sequence[Batch] | None = None, variants: Mapping[str, TrainConfig] = VARIANTS,
           file_batches: Collection[str] | None = None, seed: int = 0, fast: bool = False) -> ConfigResult:
     """Everything for one config (run it inside `backend_settings`). Weights travel both ways:
-    torch.init -> jax.from_params in memory, and jax.init -> jax.save -> torch.load through a
+    torch.init -> jax.from_params in memory, and a JAX model -> jax.save -> torch.load through a
     safetensors file; outputs are compared for each (the file way on `file_batches`, default all).
     Trajectories start from torch's weights, over `train_batches` or `steps` ragged batches."""
     if cfg.dropout:
@@ -385,7 +397,8 @@ def check(cfg: ModelConfig, batches: Mapping[str, Batch] | Batch, *, steps: int 
     t_model = tb.init(cfg, seed)
     pairs = {"torch->jax": (t_model, jb.from_params(cfg, tb.to_params(t_model)))}
     with tempfile.TemporaryDirectory(prefix="seqbatch-parity-") as tmp:
-        j_model = jb.init(cfg, seed + 1)
+        # Not jax.init: it runs the model eagerly, seconds per config; the file is what is under test.
+        j_model = jb.from_params(cfg, random_params(cfg, np.random.default_rng(seed + 1)))
         jb.save(j_model, Path(tmp) / "model.safetensors")
         pairs["jax->torch(file)"] = (tb.load(Path(tmp) / "model.safetensors"), j_model)
     for direction, (tm, jm) in pairs.items():

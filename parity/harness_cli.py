@@ -48,8 +48,8 @@ def grid(dtype: str = "float32", hidden: int = HIDDEN) -> list[ModelConfig]:
 
 
 def representative(cfg: ModelConfig) -> bool:
-    """Configs that get full-length trajectories: every cell and input, 2 layers, bidirectional."""
-    return cfg.num_layers == 2 and cfg.bidirectional
+    """Configs that get full-length trajectories: every cell, 2 layers, bidirectional, one-hot input."""
+    return cfg.num_layers == 2 and cfg.bidirectional and cfg.embed_dim is None
 
 
 # ---- device and precision ---------------------------------------------------------------------
@@ -204,10 +204,11 @@ def precompile(cfg: ModelConfig, stacks: Sequence[H.Stack], variants: Mapping[st
 def check_contract(cfg: ModelConfig, batch: Batch, *, steps: int = 5,
                    variants: Mapping[str, TrainConfig] = H.VARIANTS, seed: int = 0) -> list[H.Comparison]:
     """The backend contract itself on both sides: logits, losses, loss, gradients, train_state/train_step
-    (each compiles on its own in jax_impl, so this runs on few configs). Quantities are prefixed `api.`."""
+    (each compiles on its own in jax_impl, so this runs on few configs). Quantities are prefixed `api.`.
+    The weights start in jax.init here (`check` starts from torch.init and from NumPy draws)."""
     tb, jb = get_backend("torch"), get_backend("jax")
-    tm = tb.init(cfg, seed)
-    jm = jb.from_params(cfg, tb.to_params(tm))
+    jm = jb.init(cfg, seed)
+    tm = tb.from_params(cfg, jb.to_params(jm))
     tol = H.OUTPUT_ABS_TOL[cfg.dtype]
     found = [H.compare(f"api.{q}", "contract", "", getattr(tb, q)(tm, batch), getattr(jb, q)(jm, batch), tol, "abs")
              for q in ("logits", "losses", "loss")]
@@ -320,7 +321,7 @@ def add_parity(sub: Any) -> None:
                    help="parameter dtype; both runs float32, then float64 (default float32)")
     p.add_argument("--steps", type=int, default=H.TRAJ_STEPS,
                    help=f"trajectory steps per optimizer variant (default {H.TRAJ_STEPS}); with --all, for the "
-                        "representative configs (every cell and input, 2 layers, bidirectional)")
+                        "representative configs (every cell, 2 layers, bidirectional, one-hot)")
     p.add_argument("--grid-steps", type=int, default=GRID_STEPS,
                    help=f"with --all, trajectory steps for the other configs (default {GRID_STEPS})")
     p.add_argument("--all", action="store_true",

@@ -12,6 +12,8 @@ from reference_torch.models import (
     losses,
     to_params,
 )
+from reference_torch.per_example import gradients as per_example_gradients
+from reference_torch.per_example import train_step as per_example_step
 from reference_torch.train import TrainState, model_of, train_state, train_step
 
 name = "torch"
@@ -29,6 +31,8 @@ __all__ = [
     "losses",
     "model_of",
     "name",
+    "per_example_gradients",
+    "per_example_step",
     "save",
     "to_params",
     "train_state",

@@ -173,7 +173,7 @@ class Sampler:
         self.rng.shuffle(batches)  # type: ignore[arg-type]
         return batches
 
-    def _interleave_sorted(self, part: np.ndarray) -> np.ndarray:
+    def _interleave_sorted(self, part: Int[np.ndarray, " chunk"]) -> Int[np.ndarray, " chunk"]:
         """Each class's members sorted by length, placed at evenly spaced positions ((j + 1/2) / n_c)
         and merged: windows of batch_size keep the class mix, and lengths rise through the chunk."""
         assert self.lengths is not None
@@ -187,7 +187,7 @@ class Sampler:
 
 
 def index_waste(
-    lengths: Sequence[int] | np.ndarray, batches: Sequence[np.ndarray], *, multiple: int = 8
+    lengths: Sequence[int] | Int[np.ndarray, " n"], batches: Sequence[Int[np.ndarray, " batch"]], *, multiple: int = 8
 ) -> float:
     """Padded positions / all positions, for batches given as index arrays into `lengths`.
 

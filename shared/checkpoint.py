@@ -89,5 +89,8 @@ def load(path: str | Path) -> Checkpoint:
     check_params(cfg, params, str(path))
     vocab = Vocab(tuple(json.loads(meta["seqbatch.vocab"]))) if "seqbatch.vocab" in meta else None
     labels = json.loads(meta["seqbatch.labels"]) if "seqbatch.labels" in meta else None
-    text = TextConfig.from_json(meta["seqbatch.text"]) if "seqbatch.text" in meta else None
+    try:
+        text = TextConfig.from_json(meta["seqbatch.text"]) if "seqbatch.text" in meta else None
+    except SeqbatchError as e:
+        raise SeqbatchError(f"{path}: seqbatch.text metadata: {e}") from e
     return Checkpoint(cfg, params, vocab, labels, text)

@@ -31,7 +31,7 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
               "steps": 2000, "sampler": "random", "eval_every": 200, "bucket": 8, "bucket_chunk": 0,
               "clip_norm": None, "keep_best": False},
     "imdb": {"hidden": 64, "embed_dim": 96, "optimizer": "adam", "lr": 1e-3, "batch_size": 32, "epochs": 5,
-             "sampler": "epoch", "eval_every": None, "bucket": 16, "bucket_chunk": 50, "clip_norm": 3.0,
+             "sampler": "epoch", "eval_every": None, "bucket": 32, "bucket_chunk": 50, "clip_norm": 3.0,
              "keep_best": True},
 }
 TEXT_FLAGS: dict[str, str] = {"level": "--level", "max_len": "--max-len", "truncate": "--truncate",

@@ -227,7 +227,8 @@ def _write_outputs(
             f.write(json.dumps(rec) + "\n")
     train = [r for r in history if "split" not in r]
     vals = [r for r in history if r.get("split") == "val"]
-    title = f"{backend.name} {model_cfg.cell} x{model_cfg.num_layers} h{model_cfg.hidden_size} on {data.source}"
+    bi = "bi" if model_cfg.bidirectional else ""
+    title = f"{backend.name} {bi}{model_cfg.cell} x{model_cfg.num_layers} h{model_cfg.hidden_size} on {data.source}"
     loss_curve(
         [r["step"] for r in train], [r["loss"] for r in train], out / "loss.png",
         val={"val top-1": [(r["step"], r["top1"]) for r in vals],

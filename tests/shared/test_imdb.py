@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from safetensors.numpy import save_file
 
 from shared import Sampler, SeqbatchError
 from shared.batching import index_waste, waste_of
@@ -197,3 +198,7 @@ def test_checkpoint_round_trips_the_text_config_and_names_have_none(tmp_path: Pa
     assert load(tmp_path / "t.safetensors").text == text
     save(tmp_path / "n.safetensors", Checkpoint(cfg, params, None, list(LABELS)))
     assert load(tmp_path / "n.safetensors").text is None
+    meta = {"seqbatch.format": "1", "seqbatch.model": cfg.to_json(), "seqbatch.text": '{"level": "sentence"}'}
+    save_file(params, str(tmp_path / "bad.safetensors"), metadata=meta)
+    with pytest.raises(SeqbatchError, match=r"bad\.safetensors: seqbatch\.text metadata: .*level"):
+        load(tmp_path / "bad.safetensors")
