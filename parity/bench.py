@@ -61,7 +61,7 @@ class BenchConfig:
     seed: int = 0
 
 
-QUICK = BenchConfig(cells=("lstm",), hiddens=(128,), batch_sizes=(32, 512), pool=2, per_example_n=32)
+QUICK = BenchConfig(cells=("lstm",), hiddens=(128,), batch_sizes=(32, 512), pool=2, per_example_n=16, min_seconds=0.3)
 
 
 # ---- devices: placement, sync, memory, compile events, matmul peak ---------------------------

@@ -66,7 +66,7 @@ def add_bench(sub: Any) -> None:
                    help="JAX LSTM kernel: the masked per-example scan (default) or cuDNN (GPU, float32 only)")
     p.add_argument("--repeats", type=int, default=3, help="minimum timed passes per measurement (default 3)")
     p.add_argument("--per-example-n", type=int, default=None,
-                   help="examples per per-example measurement (default 64; 32 with --quick)")
+                   help="examples per per-example measurement (default 64; 16 with --quick)")
     p.add_argument("--threads", type=int, default=None,
                    help="cap torch's and XLA's CPU threads (e.g. 1 on a machine shared with other jobs); "
                         "default: each library's own")

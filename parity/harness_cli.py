@@ -208,7 +208,7 @@ def check_contract(cfg: ModelConfig, batch: Batch, *, steps: int = 5,
     The weights start in jax.init here (`check` starts from torch.init and from NumPy draws)."""
     tb, jb = get_backend("torch"), get_backend("jax")
     jm = jb.init(cfg, seed)
-    tm = tb.from_params(cfg, jb.to_params(jm))
+    tm = tb.from_params(cfg, {k: v.copy() for k, v in jb.to_params(jm).items()})  # writable, as torch wants
     tol = H.OUTPUT_ABS_TOL[cfg.dtype]
     found = [H.compare(f"api.{q}", "contract", "", getattr(tb, q)(tm, batch), getattr(jb, q)(jm, batch), tol, "abs")
              for q in ("logits", "losses", "loss")]

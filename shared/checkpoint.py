@@ -85,12 +85,30 @@ def load(path: str | Path) -> Checkpoint:
         raise SeqbatchError(f"{path}: not a readable safetensors file ({e})") from e
     if meta.get("seqbatch.format") != FORMAT or "seqbatch.model" not in meta:
         raise SeqbatchError(f"{path}: not a seqbatch checkpoint (format {meta.get('seqbatch.format')!r})")
-    cfg = ModelConfig.from_json(meta["seqbatch.model"])
+    try:
+        cfg = ModelConfig.from_json(meta["seqbatch.model"])
+    except SeqbatchError as e:
+        raise SeqbatchError(f"{path}: seqbatch.model metadata: {e}") from e
     check_params(cfg, params, str(path))
-    vocab = Vocab(tuple(json.loads(meta["seqbatch.vocab"]))) if "seqbatch.vocab" in meta else None
-    labels = json.loads(meta["seqbatch.labels"]) if "seqbatch.labels" in meta else None
+    vocab = Vocab(tuple(_json_list(path, meta, "seqbatch.vocab"))) if "seqbatch.vocab" in meta else None
+    labels = _json_list(path, meta, "seqbatch.labels") if "seqbatch.labels" in meta else None
+    if vocab is not None and len(vocab) != cfg.vocab_size:
+        raise SeqbatchError(f"{path}: seqbatch.vocab has {len(vocab)} tokens, the model expects {cfg.vocab_size}")
+    if labels is not None and len(labels) != cfg.num_classes:
+        raise SeqbatchError(f"{path}: seqbatch.labels has {len(labels)} names, the model has {cfg.num_classes} classes")
     try:
         text = TextConfig.from_json(meta["seqbatch.text"]) if "seqbatch.text" in meta else None
     except SeqbatchError as e:
         raise SeqbatchError(f"{path}: seqbatch.text metadata: {e}") from e
     return Checkpoint(cfg, params, vocab, labels, text)
+
+
+def _json_list(path: Path, meta: dict[str, str], key: str) -> list[str]:
+    """A metadata entry that must be a JSON list of strings; SeqbatchError naming file and key if not."""
+    try:
+        value = json.loads(meta[key])
+    except json.JSONDecodeError as e:
+        raise SeqbatchError(f"{path}: {key} metadata is not valid JSON ({e})") from e
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise SeqbatchError(f"{path}: {key} metadata must be a JSON list of strings")
+    return value

@@ -31,7 +31,7 @@ def case(draw: st.DrawFn) -> tuple[ModelConfig, Any]:
 
 
 @SETTINGS
-@given(case())
+@given(drawn=case())
 def test_random_shapes_and_lengths_agree(drawn: tuple[ModelConfig, Any], assert_parity: Any) -> None:
     cfg, batch = drawn
     result = H.check(cfg, {"drawn": batch}, steps=0, fast=True)

@@ -46,6 +46,12 @@ def test_clipped_variants_really_clip(cell: str) -> None:
     assert clipped["sgd"] == clipped["adam"] == 0
 
 
+def test_clipping_is_not_always_on() -> None:
+    """Somewhere a clipped run also steps unclipped: both branches of torch's min(1, c / norm) are compared."""
+    counts = {cell: trained(cell).clipped_steps for cell in CELLS}
+    assert sum(c["sgd+clip"] + c["adam+clip"] for c in counts.values()) < 2 * STEPS * len(CELLS), counts
+
+
 def test_backend_contract_agrees(assert_parity: Any) -> None:
     """backend.logits / losses / loss / gradients / train_state / train_step, compiled by jax_impl itself."""
     cfg = ModelConfig(20, 5, cell="lstm", hidden_size=12, embed_dim=8)

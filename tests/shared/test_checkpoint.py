@@ -168,7 +168,6 @@ def write_with_meta(path: Path, **meta: str) -> Path:
     return path
 
 
-@pytest.mark.xfail(strict=True, reason="shared/checkpoint.py: ModelConfig errors from the metadata omit the file name")
 def test_a_bad_config_in_the_metadata_names_the_file(tmp_path: Path) -> None:
     path = tmp_path / "odd.safetensors"
     save_file(random_params(CFG), str(path),
@@ -177,14 +176,12 @@ def test_a_bad_config_in_the_metadata_names_the_file(tmp_path: Path) -> None:
         checkpoint.load(path)
 
 
-@pytest.mark.xfail(strict=True, reason="shared/checkpoint.py: json.loads of seqbatch.vocab/labels is not guarded")
 def test_unreadable_vocab_metadata_is_a_seqbatch_error(tmp_path: Path) -> None:
     path = write_with_meta(tmp_path / "odd.safetensors", **{"seqbatch.vocab": "[broken"})
     with pytest.raises(SeqbatchError, match=r"odd\.safetensors.*seqbatch\.vocab"):
         checkpoint.load(path)
 
 
-@pytest.mark.xfail(strict=True, reason="shared/checkpoint.py: vocab/labels lengths are not checked against the config")
 def test_labels_that_disagree_with_the_config_are_refused(tmp_path: Path) -> None:
     # Three classes in the tensors, two names: predict would index past the end of the label list.
     path = write_with_meta(tmp_path / "odd.safetensors", **{"seqbatch.labels": json.dumps(["Czech", "Greek"])})
