@@ -7,8 +7,8 @@ sequence at a time) and the anchors (parity/anchors.py) run on the same data. Ev
 flat record; `parity/bench_cli.py` writes them out. Nothing here asserts a speed.
 
 What a record's figures mean:
-- `examples_per_s` = batch size / `step_ms`; `step_ms` = median over repeats of one pass over the
-  pool divided by the pool size (repeats: at least `repeats`, more until ~`min_seconds`);
+- `examples_per_s` = batch size / `step_ms`; `step_ms` = median over timed passes over the pool,
+  divided by the pool size (at least `repeats` steps, more passes until ~`min_seconds`);
 - `compile_s`, `compilations` (JAX): backend compilations during warm-up and timing, not in step_ms;
 - `padding_waste`: padded positions / all positions over one whole epoch of that sampler;
 - `peak_mem_mb`: peak RSS of the process during the measurement (CPU), peak device memory (GPU);
@@ -51,9 +51,9 @@ class BenchConfig:
     data: Path | None = None
     device: str = "cpu"
     jax_kernel: str = "scan"
-    repeats: int = 3  # minimum timed passes over the pool
+    repeats: int = 3  # minimum timed steps (whole passes over the pool, so rounded up)
     min_seconds: float = 0.5  # more passes until a measurement has run this long
-    pool: int = 3  # distinct real batches per measurement (shapes drawn across the epoch)
+    pool: int = 2  # distinct real batches per measurement (shapes drawn across the epoch)
     per_example_n: int = 64  # examples per per-example measurement (it does not depend on B)
     anchors: bool = True
     bucketed: bool = True
@@ -61,7 +61,7 @@ class BenchConfig:
     seed: int = 0
 
 
-QUICK = BenchConfig(cells=("lstm",), hiddens=(128,), batch_sizes=(32, 512), pool=2, per_example_n=16, min_seconds=0.3)
+QUICK = BenchConfig(cells=("lstm",), hiddens=(128,), batch_sizes=(32, 512), per_example_n=16, min_seconds=0.3)
 
 
 # ---- devices: placement, sync, memory, compile events, matmul peak ---------------------------
@@ -70,22 +70,20 @@ QUICK = BenchConfig(cells=("lstm",), hiddens=(128,), batch_sizes=(32, 512), pool
 def use_device(device: str, backends: tuple[str, ...], threads: int | None = None) -> None:
     """Put torch (SEQBATCH_TORCH_DEVICE) and JAX (default device) on `device` for this process.
 
-    `threads` caps both libraries' intra-op CPU threads: on a machine shared with other jobs,
-    torch's OpenMP barriers wait on descheduled threads and a tiny step takes 30x longer with 2
-    threads than with 1. XLA reads its flag when JAX starts its CPU client, so call this first.
+    `threads` pins the process to that many CPUs and sets torch's thread count to match: on a
+    machine shared with other jobs, torch's OpenMP barriers wait on descheduled threads (a tiny step
+    took 30x longer with 2 threads than with 1 here), and XLA:CPU sizes its own pools, ignoring its
+    thread flags, so the CPU mask is the one cap both libraries obey.
     """
     if device not in ("cpu", "cuda"):
         raise SeqbatchError(f"unknown device {device!r}; choose cpu or cuda")
-    if threads is not None:
-        eigen = "true" if threads > 1 else "false"
-        flags = f"--xla_cpu_multi_thread_eigen={eigen} intra_op_parallelism_threads={threads}"
-        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + flags).strip()
+    if threads is not None and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:threads])
     if "torch" in backends:
         import torch
 
         if threads is not None:
             torch.set_num_threads(threads)
-
         if device == "cuda" and not torch.cuda.is_available():
             raise SeqbatchError("--device cuda: torch sees no CUDA device")
         os.environ["SEQBATCH_TORCH_DEVICE"] = device
@@ -261,11 +259,12 @@ def recurrent_flops(cfg: ModelConfig, batch: Batch) -> float:
 
 
 def measure(step: Step, pool: list[Batch], *, repeats: int, min_seconds: float) -> dict[str, float]:
-    """Warm up on every batch of the pool (compiles each shape), then time passes over the pool."""
+    """Warm up on every batch of the pool (compiles each shape), then time passes over the pool:
+    at least `repeats` steps, more passes until `min_seconds` (50 at most); the median pass."""
     for batch in pool:
         step(batch)
     passes: list[float] = []
-    while len(passes) < repeats or (sum(passes) < min_seconds and len(passes) < 50):
+    while len(passes) * len(pool) < repeats or (sum(passes) < min_seconds and len(passes) < 50):
         passes.append(_timed(lambda: [step(batch) for batch in pool]))
     step_s = statistics.median(passes) / len(pool)
     return {"step_ms": 1e3 * step_s, "examples_per_s": len(pool[0]) / step_s, "timed_passes": len(passes)}

@@ -64,12 +64,13 @@ def add_bench(sub: Any) -> None:
                    help="where both backends run (default cuda when torch sees a GPU, else cpu)")
     p.add_argument("--jax-kernel", choices=("scan", "cudnn"), default="scan",
                    help="JAX LSTM kernel: the masked per-example scan (default) or cuDNN (GPU, float32 only)")
-    p.add_argument("--repeats", type=int, default=3, help="minimum timed passes per measurement (default 3)")
+    p.add_argument("--repeats", type=int, default=3,
+                   help="minimum timed steps per measurement, in whole passes over its batch pool (default 3)")
     p.add_argument("--per-example-n", type=int, default=None,
                    help="examples per per-example measurement (default 64; 16 with --quick)")
     p.add_argument("--threads", type=int, default=None,
-                   help="cap torch's and XLA's CPU threads (e.g. 1 on a machine shared with other jobs); "
-                        "default: each library's own")
+                   help="pin the run to N CPUs and N torch threads (e.g. 1 on a machine shared with other jobs, "
+                        "where multi-threaded torch stalls); default: all CPUs, each library's own threads")
     p.add_argument("--no-anchors", action="store_true", help="skip the flax / torch-padded / cuDNN anchors")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=cmd_bench)

@@ -35,7 +35,10 @@ from shared.layout import init_bound, parameter_shapes
 # ---- tolerances (what "the same" means) -------------------------------------------------------
 OUTPUT_ABS_TOL: dict[str, float] = {"float32": 1e-5, "float64": 1e-10}  # logits, losses, mean loss
 GRAD_REL_TOL = 1e-4  # per parameter: max |diff| / max |torch gradient|
-TRAJ_LOSS_REL_TOL = 1e-4  # every step's loss (and grad norm), relative to torch's
+TRAJ_LOSS_REL_TOL = 1e-4  # every step's loss, relative to torch's
+# Every step's gradient norm: a gradient jumps where a ReLU kink is taken on the other side, the loss
+# does not, so the norm is the first to show float32 rounding (2e-4 seen, loss 1e-6, in rnn_relu Adam).
+TRAJ_GRAD_NORM_REL_TOL = 1e-3
 TRAJ_WEIGHT_REL_TOL = 1e-3  # final weights per parameter, relative to that parameter's max |torch value|
 PAD_TOL = 0.0  # tokens under the padding must change nothing at all, on either backend
 TRAJ_STEPS = 100
@@ -373,7 +376,8 @@ def trajectories(cfg: ModelConfig, params: Mapping[str, np.ndarray], train_batch
             t_norm.append(float(metrics["grad_norm"]))
         clipped[name] = int(np.sum(np.asarray(t_norm) > tc.clip_norm)) if tc.clip_norm else 0
         found += [compare("traj_loss", name, "", t_loss, j_loss[v], TRAJ_LOSS_REL_TOL, "rel", elementwise=True),
-                  compare("traj_grad_norm", name, "", t_norm, j_norm[v], TRAJ_LOSS_REL_TOL, "rel", elementwise=True)]
+                  compare("traj_grad_norm", name, "", t_norm, j_norm[v], TRAJ_GRAD_NORM_REL_TOL, "rel",
+                          elementwise=True)]
         final = _named(cfg, j_params[v])
         found += [compare("traj_weights", name, n, w, final[n], TRAJ_WEIGHT_REL_TOL, "rel")
                   for n, w in tb.to_params(tb.model_of(state)).items()]

@@ -288,7 +288,8 @@ def run(configs: Sequence[ModelConfig], *, device: str = "cpu", steps: int = H.T
 def _settings(steps: int, grid_steps: int, fast: bool, seed: int) -> dict[str, Any]:
     return {
         "tolerances": {"output_abs": H.OUTPUT_ABS_TOL, "grad_rel": H.GRAD_REL_TOL, "pad_abs": H.PAD_TOL,
-                       "traj_loss_rel": H.TRAJ_LOSS_REL_TOL, "traj_weight_rel": H.TRAJ_WEIGHT_REL_TOL},
+                       "traj_loss_rel": H.TRAJ_LOSS_REL_TOL,
+                       "traj_grad_norm_rel": H.TRAJ_GRAD_NORM_REL_TOL, "traj_weight_rel": H.TRAJ_WEIGHT_REL_TOL},
         "variants": {k: dataclasses.asdict(v) for k, v in H.VARIANTS.items()},
         "trajectory_steps": {"full": steps, "grid": min(steps, grid_steps)},
         "patterns": {"batch": H.BATCH, "short_T": H.SHORT_T, "long_T": H.LONG_T, "imdb_T": H.IMDB_T},

@@ -120,11 +120,18 @@ def loss(model: SequenceClassifier, batch: Batch) -> float:
 
 
 def gradients(model: SequenceClassifier, batch: Batch) -> dict[str, np.ndarray]:
-    """d(mean cross-entropy)/d(parameter), by PyTorch name, in eval mode (no dropout)."""
-    model.eval()
-    model.zero_grad(set_to_none=True)
-    out = model(*_inputs(model, batch))
-    F.cross_entropy(out, torch.as_tensor(batch.labels, device=out.device).long()).backward()
-    grads = {k: p.grad.detach().cpu().numpy().copy() for k, p in model.named_parameters() if p.grad is not None}
-    model.zero_grad(set_to_none=True)
+    """d(mean cross-entropy)/d(parameter), by PyTorch name, without dropout.
+
+    Train mode with dropout set to 0, not eval mode: cuDNN's RNN backward refuses eval mode.
+    """
+    model.train()
+    saved, model.rnn.dropout = model.rnn.dropout, 0.0
+    try:
+        model.zero_grad(set_to_none=True)
+        out = model(*_inputs(model, batch))
+        F.cross_entropy(out, torch.as_tensor(batch.labels, device=out.device).long()).backward()
+        grads = {k: p.grad.detach().cpu().numpy().copy() for k, p in model.named_parameters() if p.grad is not None}
+    finally:
+        model.rnn.dropout = saved
+        model.zero_grad(set_to_none=True)
     return grads
