@@ -348,7 +348,7 @@ def cmd_parity(a: argparse.Namespace) -> int:
     for dtype in dtypes:
         if a.all:
             configs = grid(dtype, a.hidden)
-            contract = [c for c in configs if c.cell == "lstm" and representative(c) and c.embed_dim]
+            contract = [c for c in configs if c.cell == "lstm" and representative(c)]
         else:
             configs = [ModelConfig(VOCAB, CLASSES, cell=a.cell, num_layers=a.layers, bidirectional=a.bidirectional,
                                    hidden_size=a.hidden, embed_dim=a.embed_dim, dtype=dtype)]
