@@ -1,14 +1,13 @@
 """Cross-backend parity: the same weights in reference_torch and jax_impl, every output compared.
 
-For one ModelConfig and a set of named batches, `check` moves one set of weights between the
-backends through the shared layout (torch -> jax in memory, jax -> torch through a safetensors
-file) and records, per quantity, the max absolute and max relative difference against a named
-tolerance: logits, per-example losses, the mean loss, every parameter's gradient, invariance to
-the tokens under the padding, and training trajectories (SGD momentum and Adam, each with and
-without clipping). The torch side always goes through the backend contract. The JAX side runs
-jax_impl's own model (`apply_batch`: the per-example module, vmapped) and optimizer
-(`make_optimizer`), fused into one compiled program per config and batch width, because the grid
-would otherwise spend minutes compiling; `check_contract` covers the contract functions themselves.
+For one ModelConfig and named batches, `check` moves weights between the backends through the shared
+layout (torch -> jax in memory, jax -> torch through a safetensors file) and records, per quantity,
+max absolute and max relative difference against a named tolerance: logits, per-example losses,
+mean loss, every parameter's gradient, padding invariance, and training trajectories (SGD momentum
+and Adam, with and without clipping). Torch always runs through the backend contract; JAX runs
+jax_impl's own model (`apply_batch`, the per-example module vmapped) and optimizer (`make_optimizer`)
+in one compiled program per config and width, since compiling each contract function per shape
+would cost the grid many minutes. parity/harness_cli.check_contract covers the contract itself.
 """
 
 from __future__ import annotations
@@ -46,10 +45,9 @@ TRAJ_STEPS = 100
 # Trajectory variants: clip 0.3 sits among the gradient norms of these models (0.2-1), so clipped runs
 # take both branches of torch's min(1, max_norm / (norm + 1e-6)) (the clipped steps are counted).
 CLIP = 0.3
-# Learning rates: SGD at 0.1 can blow a relu RNN up, and Adam at 0.003 let float32 rounding grow
-# past 1e-3 within 100 steps in one relu config (a ReLU kink taken on one side by torch and on the
-# other by JAX; Adam then turns that tiny gradient difference into a full step). The same run in
-# float64 agrees to 1e-15, so it is not a difference in the update rule.
+# Learning rates: SGD at 0.1 can blow a relu RNN up; Adam at 0.003 let float32 rounding grow past 1e-3
+# in 100 steps of one relu config (a kink taken on either side, then turned into a full Adam step);
+# the same run in float64 agrees to 1e-15, so it is not a difference in the update rule.
 VARIANTS: dict[str, TrainConfig] = {
     "sgd": TrainConfig(optimizer="sgd", lr=0.05, momentum=0.9, batch_size=8, steps=TRAJ_STEPS),
     "sgd+clip": TrainConfig(optimizer="sgd", lr=0.05, momentum=0.9, batch_size=8, steps=TRAJ_STEPS, clip_norm=CLIP),
@@ -85,10 +83,8 @@ class Comparison:
 
 def compare(quantity: str, case: str, name: str, torch_value: Any, jax_value: Any, tol: float, on: str,
             *, elementwise: bool = False) -> Comparison:
-    """max |a - b|, and that over max |a| (a = torch's), or with `elementwise` max |a - b| / |a|.
-
-    0 / 0 counts as 0; a NaN or infinity on either side fails, even on both.
-    """
+    """max |a - b|, and that over max |a| (a = torch's) or, `elementwise`, max |a - b| / |a|; 0/0 is 0.
+    A NaN or infinity on either side fails, even on both."""
     a, b = np.asarray(torch_value, np.float64), np.asarray(jax_value, np.float64)
     if a.shape != b.shape:
         return Comparison(quantity, case, f"{name} shape {a.shape} vs {b.shape}".strip(), np.inf, np.inf, tol, on)
@@ -115,21 +111,6 @@ class ConfigResult:
 
     def failures(self) -> list[Comparison]:
         return [c for c in self.comparisons if not c.passed]
-
-    def worst(self) -> dict[str, Comparison]:
-        """Per quantity, the comparison closest to (or furthest past) its tolerance."""
-        out: dict[str, Comparison] = {}
-        for c in self.comparisons:
-            key = c.quantity + (f" {c.case}" if c.quantity.startswith("traj") else "")
-            if key not in out or _badness(c) > _badness(out[key]):
-                out[key] = c
-        return out
-
-
-def _badness(c: Comparison) -> float:
-    if not np.isfinite(c.value):
-        return np.inf
-    return c.value / c.tol if c.tol > 0 else (np.inf if c.value > 0 else 0.0)
 
 
 def label(cfg: ModelConfig) -> str:
@@ -294,12 +275,9 @@ def by_width(batches: Mapping[str, Batch], dtype: str) -> dict[int, tuple[list[s
 # ---- one configuration ------------------------------------------------------------------------
 def random_params(cfg: ModelConfig, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Weights from torch's default distributions (shared.layout.init_bound), drawn by NumPy."""
-    out = {}
-    for name, shape in parameter_shapes(cfg).items():
-        bound = init_bound(cfg, name)
-        draw = rng.standard_normal(shape) if bound is None else rng.uniform(-bound, bound, shape)
-        out[name] = draw.astype(cfg.dtype)
-    return out
+    b = {name: init_bound(cfg, name) for name in parameter_shapes(cfg)}
+    return {n: (rng.standard_normal(s) if b[n] is None else rng.uniform(-b[n], b[n], s)).astype(cfg.dtype)
+            for n, s in parameter_shapes(cfg).items()}
 
 
 def _flat(params: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -356,11 +334,10 @@ def trajectories(cfg: ModelConfig, params: Mapping[str, np.ndarray], train_batch
     j_params = [jb.from_params(cfg, dict(params)).params for _ in variants]
     states = [make_optimizer(v).init(p) for v, p in zip(variants.values(), j_params, strict=True)]
     update = jax_update(tuple(variants.values()), fast)
-    j_loss, j_norm = np.zeros((len(variants), len(train_batches))), np.zeros((len(variants), len(train_batches)))
+    j_loss, j_norm = np.zeros((2, len(variants), len(train_batches)))
+    slots, rows = (layout.tokens.shape[0], layout.weights.shape[0]) if layout else (0, 0)
     for step, b in enumerate(train_batches):
-        st = stack([b], cfg.dtype, slots=layout.tokens.shape[0] if layout else 0,
-                   rows=layout.weights.shape[0] if layout else 0)
-        grads = []
+        st, grads = stack([b], cfg.dtype, slots=slots, rows=rows), []
         for v, p in enumerate(j_params):
             _, losses, g = jax_evaluate(cfg, fast)(p, *st.args())
             j_loss[v, step] = np.asarray(losses)[: len(b)].mean()
@@ -393,8 +370,7 @@ def check(cfg: ModelConfig, batches: Mapping[str, Batch] | Batch, *, steps: int 
     Trajectories start from torch's weights, over `train_batches` or `steps` ragged batches."""
     if cfg.dropout:
         raise SeqbatchError(f"parity needs dropout=0 (the backends draw different masks), got {cfg.dropout}")
-    if isinstance(batches, Batch):
-        batches = {"batch": batches}
+    batches = {"batch": batches} if isinstance(batches, Batch) else batches
     tb, jb = get_backend("torch"), get_backend("jax")
     start, rng = time.perf_counter(), config_rng(cfg, seed)
     result = ConfigResult(cfg)
