@@ -35,11 +35,14 @@ from shared.layout import init_bound, parameter_shapes
 OUTPUT_ABS_TOL: dict[str, float] = {"float32": 1e-5, "float64": 1e-10}  # logits, losses, mean loss
 GRAD_REL_TOL = 1e-4  # per parameter: max |diff| / max |torch gradient|
 TRAJ_LOSS_REL_TOL = 1e-4  # every step's loss, relative to torch's
-# Every step's gradient norm: a gradient jumps where a ReLU kink is taken on the other side, the loss
-# does not, so the norm is the first to show float32 rounding (2e-4 seen, loss 1e-6, in rnn_relu Adam).
+# Gradient norms jump where a ReLU kink flips side, losses do not (rnn_relu Adam f32: 2e-4 vs 1e-6).
 TRAJ_GRAD_NORM_REL_TOL = 1e-3
 TRAJ_WEIGHT_REL_TOL = 1e-3  # final weights per parameter, relative to that parameter's max |torch value|
-PAD_TOL = 0.0  # tokens under the padding must change nothing at all, on either backend
+# Tokens under the padding change nothing, bit for bit. On an H100 the JAX side moved by an ulp
+# (7e-9 / 1e-17; cause not established, atomics reordering is the suspect): reported as failures
+# in parity/results/parity-cuda-*.json, not hidden by a looser GPU tolerance.
+PAD_TOL: dict[str, dict[str, float]] = {"cpu": {"float32": 0.0, "float64": 0.0},
+                                        "gpu": {"float32": 0.0, "float64": 0.0}}
 TRAJ_STEPS = 100
 
 # Trajectory variants: clip 0.3 sits among the gradient norms of these models (0.2-1), so clipped runs
@@ -108,14 +111,6 @@ class ConfigResult:
     @property
     def passed(self) -> bool:
         return all(c.passed for c in self.comparisons)
-
-    def failures(self) -> list[Comparison]:
-        return [c for c in self.comparisons if not c.passed]
-
-
-def label(cfg: ModelConfig) -> str:
-    inputs = "onehot" if cfg.embed_dim is None else f"emb{cfg.embed_dim}"
-    return f"{cfg.cell}-L{cfg.num_layers}-{'bi' if cfg.bidirectional else 'uni'}-{inputs}-{cfg.dtype}"
 
 
 # ---- length patterns --------------------------------------------------------------------------
@@ -203,9 +198,8 @@ def stack(batches: Sequence[Batch], dtype: str, *, slots: int = 0, rows: int = 0
     return Stack(tokens, lengths, labels, weights, tuple(spans))
 
 
-# XLA's CPU backend spends most of a compile in LLVM's optimiser; level 0 compiles these scans about
-# 3x faster and moves results by an ulp at most. Only the harness's own programs take it, and the
-# JSON records it; jax_impl's functions (check_contract) keep XLA's defaults.
+# XLA:CPU spends most of a compile in LLVM; level 0 compiles these scans ~3x faster, results move by an
+# ulp at most. Only the harness's own programs take it (the JSON says so); jax_impl's keep defaults.
 FAST_COMPILE: dict[str, Any] = {"xla_backend_optimization_level": 0}
 
 
@@ -252,6 +246,12 @@ def _named(cfg: ModelConfig, tree: Any) -> dict[str, np.ndarray]:
     import jax_impl
 
     return jax_impl.to_params(jax_impl.Model(cfg, tree))
+
+
+def _platform(params: Any) -> str:
+    import jax
+
+    return "cpu" if all(d.platform == "cpu" for d in jax.tree.leaves(params)[0].devices()) else "gpu"
 
 
 def _jax_outputs(cfg: ModelConfig, params: Any, st: Stack, fast: bool) -> list[tuple[Any, ...]]:
@@ -311,9 +311,10 @@ def compare_outputs(cfg: ModelConfig, tm: Any, jm: Any, batches: Mapping[str, Ba
             if pad_check and not batches[k].mask.all():
                 t_rep = (tb.logits(tm, repadded[k]), tb.gradients(tm, repadded[k]))
                 j_rep = (jax_rep[i][0], jax_rep[i][3])
+                on = {"torch": "cpu" if tm.head.weight.is_cpu else "gpu", "jax": _platform(jm.params)}
                 for side, before, after in (("torch", (t_logits, t_grads), t_rep), ("jax", (logits, grads), j_rep)):
                     found.append(compare("pad_invariance", case, side, np.append(before[0], _flat(before[1])),
-                                         np.append(after[0], _flat(after[1])), PAD_TOL, "abs"))
+                                         np.append(after[0], _flat(after[1])), PAD_TOL[on[side]][cfg.dtype], "abs"))
     return found
 
 

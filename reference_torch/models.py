@@ -82,7 +82,8 @@ def from_params(cfg: ModelConfig, params: dict[str, np.ndarray]) -> SequenceClas
     check_params(cfg, params, "parameters")
     model = SequenceClassifier(cfg)
     dtype = DTYPES[cfg.dtype]
-    model.load_state_dict({k: torch.as_tensor(np.asarray(v)).to(dtype) for k, v in params.items()})  # copies
+    # np.array copies: arrays from JAX are read-only, and torch warns about sharing them.
+    model.load_state_dict({k: torch.as_tensor(np.array(v)).to(dtype) for k, v in params.items()})
     return model
 
 

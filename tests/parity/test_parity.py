@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from parity import harness as H
-from parity.harness_cli import grid, pattern_batches
+from parity.harness_cli import grid, label, pattern_batches
 from shared.config import ModelConfig
 from shared.layout import parameter_shapes
 
@@ -26,7 +26,7 @@ def short_result(cfg: ModelConfig) -> H.ConfigResult:
 
 
 @pytest.mark.parametrize("pattern", SHORT)
-@pytest.mark.parametrize("cfg", GRID, ids=H.label)
+@pytest.mark.parametrize("cfg", GRID, ids=label)
 def test_outputs_and_gradients_agree(cfg: ModelConfig, pattern: str, assert_parity: Any) -> None:
     result = short_result(cfg)
     for direction in DIRECTIONS:
@@ -34,22 +34,22 @@ def test_outputs_and_gradients_agree(cfg: ModelConfig, pattern: str, assert_pari
         assert {c.quantity for c in found} >= {"logits", "losses", "loss", "grad"}, f"{pattern} {direction}"
         # Every parameter's gradient, by its torch name, and nothing else.
         assert {c.name for c in found if c.quantity == "grad"} == set(parameter_shapes(cfg))
-        assert_parity(found, f"{H.label(cfg)} {pattern} {direction}")
+        assert_parity(found, f"{label(cfg)} {pattern} {direction}")
 
 
-@pytest.mark.parametrize("cfg", GRID, ids=H.label)
+@pytest.mark.parametrize("cfg", GRID, ids=label)
 def test_weights_move_exactly_both_ways(cfg: ModelConfig, assert_parity: Any) -> None:
     transfers = [c for c in short_result(cfg).comparisons if c.quantity == "transfer"]
     assert sorted(c.case for c in transfers) == sorted(DIRECTIONS)
-    assert_parity(transfers, H.label(cfg))
+    assert_parity(transfers, label(cfg))
     assert all(c.max_abs == 0.0 for c in transfers)
 
 
-@pytest.mark.parametrize("cfg", GRID[::5], ids=H.label)
+@pytest.mark.parametrize("cfg", GRID[::5], ids=label)
 def test_padding_tokens_change_nothing(cfg: ModelConfig, assert_parity: Any) -> None:
     """Random ids under the padding leave logits and gradients bit-identical, on each backend."""
     found = [c for c in short_result(cfg).comparisons if c.quantity == "pad_invariance"]
     # "equal" has no padding; "ragged" and "single" do.
     want = {(p, side) for p in ("ragged", "single") for side in ("torch", "jax")}
     assert {(c.case.split()[0], c.name) for c in found} == want
-    assert_parity(found, H.label(cfg))
+    assert_parity(found, label(cfg))

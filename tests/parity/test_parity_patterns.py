@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from parity import harness as H
-from parity.harness_cli import backend_settings, pattern_batches
+from parity.harness_cli import backend_settings, label, pattern_batches
 from shared.batching import pad
 from shared.config import CELLS, ModelConfig
 from shared.dataset import name_chars
@@ -53,14 +53,14 @@ def test_long_sequences_agree(cell: str, pattern: str, assert_parity: Any) -> No
     found = [c for c in result.comparisons if c.case.startswith(pattern + " ")]
     assert {c.quantity for c in found} >= {"logits", "losses", "loss", "grad"}
     assert any(c.quantity == "pad_invariance" for c in found) == (pattern == "long")  # T <= 200 only
-    assert_parity(found, f"{H.label(result.config)} {pattern}")
+    assert_parity(found, f"{label(result.config)} {pattern}")
 
 
 @pytest.mark.parametrize("cell", CELLS)
 def test_long_one_hot_sequences_agree(cell: str, assert_parity: Any) -> None:
     result = long_result(cell, None)
     assert any(c.case == "long jax->torch(file)" for c in result.comparisons)
-    assert_parity(result.comparisons, H.label(result.config))
+    assert_parity(result.comparisons, label(result.config))
 
 
 @pytest.mark.parametrize("embed", [None, 8], ids=["onehot", "emb8"])
@@ -71,7 +71,7 @@ def test_float64_agrees_to_1e_10(cell: str, embed: int | None, assert_parity: An
         batches = {p: b for p, b in pattern_batches(cfg).items() if p in ("equal", "ragged", "single")}
         result = H.check(cfg, batches, steps=0, fast=True)
     assert H.OUTPUT_ABS_TOL["float64"] == 1e-10
-    assert_parity(result.comparisons, H.label(cfg))
+    assert_parity(result.comparisons, label(cfg))
     # float64 is not float32 in disguise: the logits agree far beyond float32's resolution.
     assert max(c.max_abs for c in result.comparisons if c.quantity == "logits") < 1e-12
 

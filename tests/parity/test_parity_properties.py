@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from parity import harness as H
+from parity.harness_cli import label
 from shared.batching import pad
 from shared.config import CELLS, ModelConfig
 
@@ -35,7 +36,7 @@ def case(draw: st.DrawFn) -> tuple[ModelConfig, Any]:
 def test_random_shapes_and_lengths_agree(drawn: tuple[ModelConfig, Any], assert_parity: Any) -> None:
     cfg, batch = drawn
     result = H.check(cfg, {"drawn": batch}, steps=0, fast=True)
-    assert_parity(result.comparisons, f"{H.label(cfg)} lengths {batch.lengths.tolist()} T {batch.tokens.shape[1]}")
+    assert_parity(result.comparisons, f"{label(cfg)} lengths {batch.lengths.tolist()} T {batch.tokens.shape[1]}")
     # Where the batch has padding, both backends were shown to ignore what is under it.
     sides = {c.name for c in result.comparisons if c.quantity == "pad_invariance"}
     assert sides == (set() if batch.mask.all() else {"torch", "jax"})

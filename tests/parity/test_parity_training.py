@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from parity import harness as H
-from parity.harness_cli import check_contract, pattern_batches
+from parity.harness_cli import check_contract, label, pattern_batches
 from shared.config import CELLS, ModelConfig
 from shared.layout import parameter_shapes
 
@@ -36,7 +36,7 @@ def test_trajectories_agree(cell: str, variant: str, assert_parity: Any) -> None
     found = [c for c in result.comparisons if c.quantity.startswith("traj") and c.case == variant]
     assert result.trajectory_steps == STEPS
     assert {c.name for c in found if c.quantity == "traj_weights"} == set(parameter_shapes(result.config))
-    assert_parity(found, f"{H.label(result.config)} {variant}")
+    assert_parity(found, f"{label(result.config)} {variant}")
 
 
 @pytest.mark.parametrize("cell", CELLS)
