@@ -1,4 +1,5 @@
-"""Training on the PyTorch reference: single steps, and a short run that must learn something."""
+"""Training through the backend contract, on both backends: single steps, and a short run that must
+learn something. Written once and parametrized, since both backends promise the same behaviour."""
 
 from __future__ import annotations
 
@@ -7,16 +8,17 @@ import dataclasses
 import numpy as np
 import pytest
 
-import reference_torch as backend
+from shared.backend import Backend, get_backend
 from shared.batching import pad
 from shared.config import ModelConfig, TrainConfig
 from shared.dataset import Dataset, names_dataset
 from shared.training import fit
 
 
-@pytest.fixture(autouse=True)
-def _cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture(params=["torch", "jax"])
+def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Backend:
     monkeypatch.setenv("SEQBATCH_TORCH_DEVICE", "cpu")
+    return get_backend(request.param)
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +34,7 @@ def tiny_batch(seed: int = 0):
 TINY = ModelConfig(vocab_size=9, num_classes=3, cell="lstm", num_layers=2, hidden_size=8, embed_dim=4)
 
 
-def test_train_step_reports_loss_and_grad_norm_and_lowers_the_loss() -> None:
+def test_train_step_reports_loss_and_grad_norm_and_lowers_the_loss(backend: Backend) -> None:
     model = backend.init(TINY, seed=0)
     batch = tiny_batch()
     before = backend.loss(model, batch)
@@ -46,7 +48,7 @@ def test_train_step_reports_loss_and_grad_norm_and_lowers_the_loss() -> None:
     assert backend.loss(backend.model_of(state), batch) < 0.5 * before
 
 
-def test_clipping_bounds_the_update() -> None:
+def test_clipping_bounds_the_update(backend: Backend) -> None:
     batch = tiny_batch()
     model = backend.init(TINY, seed=0)
     start = backend.to_params(model)
@@ -58,7 +60,7 @@ def test_clipping_bounds_the_update() -> None:
     assert step == pytest.approx(1e-3, rel=1e-2)  # lr 1 x gradient clipped to norm 1e-3
 
 
-def test_same_seed_same_trajectory() -> None:
+def test_same_seed_same_trajectory(backend: Backend) -> None:
     cfg = TrainConfig(optimizer="adam", lr=0.01, steps=5, seed=3)
     dropout_cfg = dataclasses.replace(TINY, dropout=0.3)  # dropout masks come from the seed too
 
@@ -73,7 +75,7 @@ def test_same_seed_same_trajectory() -> None:
     assert run() == run()
 
 
-def test_short_training_beats_the_majority_class(names: Dataset) -> None:
+def test_short_training_beats_the_majority_class(backend: Backend, names: Dataset) -> None:
     model_cfg = ModelConfig(vocab_size=len(names.vocab), num_classes=names.num_classes, cell="gru",
                             hidden_size=32, embed_dim=16)
     train_cfg = TrainConfig(optimizer="adam", lr=0.01, batch_size=64, steps=100, eval_every=50, seed=0)
