@@ -65,7 +65,7 @@ def clip_like_torch(max_norm: float) -> optax.GradientTransformation:
 
     def update_fn(updates: Params, state: ClipState, params: Params | None = None) -> tuple[Params, ClipState]:
         del params
-        norm = optax.global_norm(updates)
+        norm = optax.tree.norm(updates)
         scale = jnp.minimum(1.0, max_norm / (norm + 1e-6))
         return jax.tree.map(lambda g: g * scale.astype(g.dtype), updates), state
 
@@ -106,7 +106,7 @@ def _compiled_step(model_cfg: ModelConfig, train_cfg: TrainConfig, kernel: str =
             return losses_of(model_cfg, p, tokens, lengths, labels, sub if use_dropout else None).mean()
 
         loss, grads = jax.value_and_grad(mean_loss)(params)
-        grad_norm = optax.global_norm(grads)
+        grad_norm = optax.tree.norm(grads)
         updates, opt_state = tx.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
         return params, opt_state, key, {"loss": loss, "grad_norm": grad_norm}

@@ -237,7 +237,7 @@ def jax_update(variants: tuple[TrainConfig, ...], fast: bool = False) -> Callabl
     def update(params: list[Any], states: list[Any], grads: list[Any]) -> Any:
         out = [tx.update(g, s, p) for tx, p, s, g in zip(txs, params, states, grads, strict=True)]
         new_params = [optax.apply_updates(p, u) for p, (u, _) in zip(params, out, strict=True)]
-        return new_params, [s for _, s in out], [optax.global_norm(g) for g in grads]
+        return new_params, [s for _, s in out], [optax.tree.norm(g) for g in grads]
 
     return jax.jit(update, compiler_options=FAST_COMPILE if fast else None)
 

@@ -111,6 +111,29 @@ def test_both_backends_evaluate_a_checkpoint_alike(run: Run, tiny_names_dir: Pat
     assert jax_report["loss"] == pytest.approx(torch_report["loss"], abs=1e-5)
 
 
+def test_float64_eval_takes_float32_rounding_out_of_the_cross_backend_logits(
+    run: Run, tiny_names_dir: Path, tmp_path: Path, capsys: Capsys
+) -> None:
+    logits = {}
+    for backend in ("torch", "jax"):
+        for dtype in ("float32", "float64"):
+            out = tmp_path / f"{backend}-{dtype}.npy"
+            eval_json(capsys, ["--checkpoint", str(run[0] / "model.safetensors"), "--data", str(tiny_names_dir),
+                               "--backend", backend, "--dtype", dtype, "--logits-out", str(out)])
+            logits[backend, dtype] = np.load(out)
+    assert logits["torch", "float64"].dtype == np.float64 and logits["jax", "float32"].dtype == np.float32
+    np.testing.assert_allclose(logits["jax", "float64"], logits["torch", "float64"], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(logits["jax", "float32"], logits["torch", "float32"], rtol=0, atol=1e-5)
+    # the float64 run is the same model: the float32 logits are its rounding, no more
+    np.testing.assert_allclose(logits["torch", "float32"], logits["torch", "float64"], rtol=0, atol=1e-5)
+
+
+def test_predict_refuses_a_top_count_outside_the_labels(run: Run, capsys: Capsys) -> None:
+    for top in ("0", "4"):  # the tiny set has 3 labels
+        fails(capsys, ["predict", "--checkpoint", str(run[0] / "model.safetensors"), "--top", top, "Tanaka"],
+              f"--top {top}", "give 1 to 3")
+
+
 @pytest.mark.parametrize("backend", ["torch", "jax"])
 def test_predict_shows_the_top_three_labels(run: Run, backend: str, capsys: Capsys) -> None:
     code = main(["predict", "--checkpoint", str(run[0] / "model.safetensors"), "--backend", backend, "--json",
