@@ -1,6 +1,18 @@
 """The reference model: embedding or one-hot -> nn.RNN/LSTM/GRU over a packed batch -> linear head.
 
 Its behaviour defines what `jax_impl/models.py` must reproduce; the two files define the same names.
+
+Two kernels compute the same function from the same `nn.RNN|LSTM|GRU` parameters:
+
+- `packed` (the reference, default): `pack_padded_sequence` into the multi-layer module.
+- `padded`: per layer and direction, one padded single-layer call; the reverse direction reads each
+  sequence reversed within its own length (padding stays behind the real tokens), so no direction
+  ever reads padding before a real token, and the final state is gathered at position length-1.
+  On a CPU, PyTorch's packed backward slices the precomputed input projection once per time step
+  and each slice's backward fills a zero tensor of the whole packed batch: O(T^2 * B) work
+  (pytorch/pytorch#149194). The padded kernel's backward is linear in T; on IMDB-length
+  reviews it is many times faster (see README). Choose it with `SEQBATCH_TORCH_KERNEL=padded` or
+  `seqbatch train --torch-kernel padded`.
 """
 
 from __future__ import annotations
@@ -14,11 +26,24 @@ from jaxtyping import Float, Int
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
+from shared.backend import TORCH_KERNEL_ENV
 from shared.batching import Batch
 from shared.checkpoint import check_params
 from shared.config import ModelConfig
+from shared.errors import SeqbatchError
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
+KERNELS = ("packed", "padded")
+_VF_RNN = {"rnn_tanh": torch._VF.rnn_tanh, "rnn_relu": torch._VF.rnn_relu, "gru": torch._VF.gru,
+           "lstm": torch._VF.lstm}
+
+
+def default_kernel() -> str:
+    """`SEQBATCH_TORCH_KERNEL` if set (packed or padded), else packed."""
+    name = os.environ.get(TORCH_KERNEL_ENV) or "packed"
+    if name not in KERNELS:
+        raise SeqbatchError(f"{TORCH_KERNEL_ENV}={name!r}: choose {' or '.join(KERNELS)}")
+    return name
 
 
 def default_device() -> torch.device:
@@ -30,9 +55,12 @@ def default_device() -> torch.device:
 class SequenceClassifier(nn.Module):
     """`forward(tokens[B, T], lengths[B]) -> logits[B, C]`; parameters named as in shared/layout.py."""
 
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, cfg: ModelConfig, kernel: str | None = None) -> None:
         super().__init__()
         self.cfg = cfg
+        self.kernel = kernel or default_kernel()
+        if self.kernel not in KERNELS:
+            raise SeqbatchError(f"unknown torch kernel {self.kernel!r}; choose {' or '.join(KERNELS)}")
         if cfg.embed_dim is not None:
             self.embedding = nn.Embedding(cfg.vocab_size, cfg.embed_dim)
         rnn_class = {"rnn_tanh": nn.RNN, "rnn_relu": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[cfg.cell]
@@ -57,15 +85,54 @@ class SequenceClassifier(nn.Module):
             x = self.embedding(tokens)  # (B, T, E)
         else:
             x = F.one_hot(tokens.long(), cfg.vocab_size).to(self.head.weight.dtype)  # (B, T, V)
-        # enforce_sorted=False: torch sorts by length inside and returns h_n in the batch's order.
-        packed = pack_padded_sequence(x, lengths.cpu().long(), batch_first=True, enforce_sorted=False)
-        _, h_n = self.rnn(packed)
-        if cfg.cell == "lstm":
-            h_n = h_n[0]  # (h_n, c_n): the head reads h
-        # h_n: (layers * directions, B, H); the last layer's directions, concatenated fwd|bwd.
-        last = h_n[-cfg.directions :]  # (directions, B, H)
+        if self.kernel == "padded":
+            last = self._padded_last_states(x, lengths)
+        else:
+            # enforce_sorted=False: torch sorts by length inside and returns h_n in the batch's order.
+            packed = pack_padded_sequence(x, lengths.cpu().long(), batch_first=True, enforce_sorted=False)
+            _, h_n = self.rnn(packed)
+            if cfg.cell == "lstm":
+                h_n = h_n[0]  # (h_n, c_n): the head reads h
+            # h_n: (layers * directions, B, H); the last layer's directions, concatenated fwd|bwd.
+            last = h_n[-cfg.directions :]  # (directions, B, H)
         features = last.transpose(0, 1).reshape(tokens.shape[0], cfg.feature_size)  # (B, D)
         return self.head(features)
+
+    def _padded_last_states(
+        self, x: Float[torch.Tensor, "batch time feature"], lengths: Int[torch.Tensor, " batch"]
+    ) -> Float[torch.Tensor, "directions batch hidden"]:
+        """The last layer's final states, from padded single-layer calls (the `padded` kernel)."""
+        cfg, rnn = self.cfg, self.rnn
+        batch, time = x.shape[:2]
+        lens = lengths.to(x.device).long()
+        steps = torch.arange(time, device=x.device)
+        # Reverse each row within its length; positions past it map to themselves. An involution.
+        flip = torch.where(steps < lens[:, None], lens[:, None] - 1 - steps, steps)  # (B, T)
+        rows, last_step = torch.arange(batch, device=x.device), (lens - 1).clamp(min=0)
+        fn = _VF_RNN[cfg.cell]
+        inputs, finals = x, []
+        for layer in range(cfg.num_layers):
+            outputs, finals = [], []
+            for direction in range(cfg.directions):
+                suffix = f"_l{layer}" + ("_reverse" if direction else "")
+                weights = [getattr(rnn, f"{kind}{suffix}") for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+                seq = inputs if direction == 0 else _take_steps(inputs, flip)
+                h0 = seq.new_zeros(1, batch, cfg.hidden_size)
+                hx: torch.Tensor | tuple[torch.Tensor, torch.Tensor] = (h0, h0) if cfg.cell == "lstm" else h0
+                # (input, hx, weights, has_biases, layers, dropout, train, bidirectional, batch_first)
+                out = fn(seq, hx, weights, True, 1, 0.0, self.training, False, True)[0]  # (B, T, H)
+                finals.append(out[rows, last_step])  # the state after the last real token
+                outputs.append(out if direction == 0 else _take_steps(out, flip))
+            inputs = torch.cat(outputs, dim=-1)
+            if layer < cfg.num_layers - 1 and rnn.dropout > 0:
+                inputs = F.dropout(inputs, rnn.dropout, training=self.training)
+        return torch.stack(finals)
+
+
+def _take_steps(x: Float[torch.Tensor, "batch time feature"], index: Int[torch.Tensor, "batch time"]
+                ) -> Float[torch.Tensor, "batch time feature"]:
+    """x[b, index[b, t]] for every b, t."""
+    return x.gather(1, index[:, :, None].expand(-1, -1, x.shape[2]))
 
 
 def init(cfg: ModelConfig, seed: int) -> SequenceClassifier:

@@ -17,6 +17,7 @@ from shared.config import ModelConfig, TrainConfig
 from shared.errors import SeqbatchError
 
 BACKENDS: dict[str, str] = {"torch": "reference_torch", "jax": "jax_impl"}
+TORCH_KERNEL_ENV = "SEQBATCH_TORCH_KERNEL"  # packed (default) or padded: see reference_torch/models.py
 
 
 class Backend(Protocol):

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
+import os
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from shared import checkpoint
-from shared.backend import BACKENDS, Backend, get_backend
+from shared.backend import BACKENDS, TORCH_KERNEL_ENV, Backend, get_backend
 from shared.config import CELLS, ModelConfig, TrainConfig
 from shared.dataset import Dataset, encode_splits, imdb_dataset, name_chars, names_dataset
 from shared.errors import SeqbatchError
@@ -148,8 +150,40 @@ def add_train(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed for init, split and sampling (default 0)")
     p.add_argument("--out", type=Path, required=True, help="run folder to write")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _torch_kernel_arg(p)
     _text_args(p)
     p.set_defaults(func=cmd_train)
+
+
+
+def _torch_kernel_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--torch-kernel", choices=("packed", "padded"), default=None,
+                   help="torch backend only. packed: pack_padded_sequence into nn.RNN/LSTM/GRU (the reference); "
+                        "padded: the same function from padded per-layer, per-direction calls, many times "
+                        "faster to train on a CPU for long sequences. Default: $SEQBATCH_TORCH_KERNEL, else packed")
+
+
+def _check_torch_kernel(a: argparse.Namespace) -> None:
+    if a.torch_kernel is not None and a.backend != "torch":
+        raise SeqbatchError(f"--torch-kernel {a.torch_kernel} applies to --backend torch, not {a.backend}")
+
+
+@contextlib.contextmanager
+def _torch_kernel(a: argparse.Namespace) -> Iterator[None]:
+    """Apply --torch-kernel for the duration of one command (models read it when they are built)."""
+    _check_torch_kernel(a)
+    if a.torch_kernel is None:
+        yield
+        return
+    saved = os.environ.get(TORCH_KERNEL_ENV)
+    os.environ[TORCH_KERNEL_ENV] = a.torch_kernel
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ[TORCH_KERNEL_ENV]
+        else:
+            os.environ[TORCH_KERNEL_ENV] = saved
 
 
 def _stderr(msg: str) -> None:
@@ -175,6 +209,7 @@ def cmd_train(a: argparse.Namespace) -> int:
     pick = {k: d[k] if getattr(a, k) is None else getattr(a, k)
             for k in ("hidden", "embed_dim", "optimizer", "lr", "batch_size", "sampler", "eval_every", "bucket",
                       "bucket_chunk", "clip_norm", "keep_best")}
+    _check_torch_kernel(a)
     if a.bucket_chunk is None and pick["sampler"] == "random":
         pick["bucket_chunk"] = 0  # the task's bucketing default needs shuffled passes, not random draws
     backend = get_backend(a.backend)
@@ -200,9 +235,13 @@ def cmd_train(a: argparse.Namespace) -> int:
     if data.text is not None:
         _stderr(f"text: {data.text.to_json()}; train lengths mean {data.train.lengths.mean():.1f}, "
                 f"max {data.train.lengths.max()}")
-    info = {"task": a.task, "subsample": {"max_train": a.max_train, "max_test": a.max_test}}
-    result = fit(backend, model_cfg, train_cfg, data, a.out, progress=not a.no_progress, multiple=pick["bucket"],
-                 bucket_chunk=pick["bucket_chunk"], log=_stderr, run_info=info, keep_best=pick["keep_best"])
+    info: dict[str, Any] = {"task": a.task, "subsample": {"max_train": a.max_train, "max_test": a.max_test}}
+    if a.backend == "torch":
+        info["torch_kernel"] = a.torch_kernel or os.environ.get(TORCH_KERNEL_ENV) or "packed"
+    with _torch_kernel(a):
+        result = fit(backend, model_cfg, train_cfg, data, a.out, progress=not a.no_progress,
+                     multiple=pick["bucket"], bucket_chunk=pick["bucket_chunk"], log=_stderr, run_info=info,
+                     keep_best=pick["keep_best"])
     print(json.dumps({"backend": backend.name, "train_seconds": round(result.seconds, 1), "steps": result.steps,
                       "val": result.val, "test": result.test, "padding_waste": result.padding}))
     _stderr(f"wrote {a.out}/model.safetensors, metrics.jsonl, loss.png")
@@ -237,6 +276,7 @@ def add_eval(sub: Any) -> None:
     p.add_argument("--confusion", type=Path, default=None, help="also write a confusion-matrix PNG here")
     p.add_argument("--logits-out", type=Path, default=None, help="also save the logits as .npy")
     _eval_dtype_arg(p)
+    _torch_kernel_arg(p)
     g = p.add_argument_group("imdb only")
     g.add_argument("--max-train", type=int, default=None,
                    help="the train subsample size the run used (it fixes the validation split); "
@@ -278,7 +318,8 @@ def cmd_eval(a: argparse.Namespace) -> int:
         raise SeqbatchError(f"{a.checkpoint} was trained on labels {ckpt.labels}, but the data "
                             f"({a.data or 'default'}) has {data.label_names}")
     backend = get_backend(a.backend)
-    model = _load_model(backend, ckpt, a.dtype)
+    with _torch_kernel(a):
+        model = _load_model(backend, ckpt, a.dtype)
     split = data.val if a.split == "val" else data.test
     report, logits = evaluate(backend, model, split)
     print(json.dumps({"backend": backend.name, "split": a.split, **report}))

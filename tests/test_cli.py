@@ -128,6 +128,26 @@ def test_float64_eval_takes_float32_rounding_out_of_the_cross_backend_logits(
     np.testing.assert_allclose(logits["torch", "float32"], logits["torch", "float64"], rtol=0, atol=1e-5)
 
 
+def test_torch_kernel_flag_trains_the_same_model_faster_kernel(
+    run: Run, tiny_names_dir: Path, tmp_path: Path, capsys: Capsys
+) -> None:
+    out = tmp_path / "padded"
+    args = ["train", "--data", str(tiny_names_dir), "--backend", "torch", "--cell", "gru", "--hidden", "8",
+            "--embed-dim", "4", "--steps", str(STEPS), "--batch-size", "8", "--eval-every", "3", "--optimizer",
+            "adam", "--lr", "0.01", "--no-progress"]
+    assert main([*args, "--torch-kernel", "padded", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert json.loads((out / "config.json").read_text())["torch_kernel"] == "padded"
+    assert json.loads((run[0] / "config.json").read_text())["torch_kernel"] == "packed"
+    # same data, init and batches: the packed run's losses to float32 rounding
+    losses = [[r["loss"] for r in map(json.loads, (d / "metrics.jsonl").read_text().splitlines()) if "step" in r
+               and "loss" in r and "top1" not in r] for d in (out, run[0])]
+    assert len(losses[0]) == STEPS
+    np.testing.assert_allclose(losses[0], losses[1], rtol=1e-4)
+    fails(capsys, [*args, "--backend", "jax", "--torch-kernel", "padded", "--out", str(tmp_path / "j")],
+          "--torch-kernel padded applies to --backend torch, not jax")
+
+
 def test_predict_refuses_a_top_count_outside_the_labels(run: Run, capsys: Capsys) -> None:
     for top in ("0", "4"):  # the tiny set has 3 labels
         fails(capsys, ["predict", "--checkpoint", str(run[0] / "model.safetensors"), "--top", top, "Tanaka"],
