@@ -10,7 +10,8 @@ import importlib
 from typing import Any
 
 # module -> function that adds its sub-parser; a module not yet present is skipped.
-SUBCOMMANDS: dict[str, str] = {"parity.harness_cli": "add_parity", "parity.bench_cli": "add_bench"}
+SUBCOMMANDS: dict[str, str] = {"parity.harness_cli": "add_parity", "parity.bench_cli": "add_bench",
+                               "parity.kernels": "add_bench_kernels"}
 
 
 def register(sub: Any) -> None:
