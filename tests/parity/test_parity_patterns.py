@@ -15,7 +15,9 @@ from parity.harness_cli import backend_settings, label, pattern_batches
 from shared.batching import pad
 from shared.config import CELLS, ModelConfig
 from shared.dataset import name_chars
+from shared.imdb import read_csv
 from shared.names import load_names
+from shared.text import TextConfig, text_tokens
 from shared.vocab import Vocab
 
 LONG = ("long", "imdb_front", "imdb_back")
@@ -85,3 +87,27 @@ def test_real_surnames_agree(real_names_dir: Path, assert_parity: Any) -> None:
     batch = pad([vocab.encode(c) for c in chars], [names.labels[i] % 4 for i in pick])
     cfg = ModelConfig(len(vocab), 4, cell="gru", num_layers=1, bidirectional=True, hidden_size=12)
     assert_parity(H.check(cfg, {"surnames": batch}, steps=0, fast=True).comparisons, "real surnames")
+
+
+IMDB_TEST = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "imdb" / "imdb_test.csv.xz"
+
+
+@pytest.mark.skipif(not IMDB_TEST.is_file(), reason=f"no IMDB data at {IMDB_TEST}")
+@pytest.mark.parametrize("truncate", ["pre", "post"])
+def test_real_reviews_agree(truncate: str, assert_parity: Any) -> None:
+    """Real reviews through the text pipeline, cut to 450 words at the front or the back (T >= 400),
+    into a 3-layer bidirectional LSTM with embeddings: the two backends give the same logits,
+    losses and gradients."""
+    reviews = read_csv(IMDB_TEST, limit=300)
+    text_cfg = TextConfig(max_len=450, truncate=truncate)  # type: ignore[arg-type]
+    tokens = [text_tokens(t, text_cfg) for t in reviews.texts]
+    pick = [*np.argsort([-len(t) for t in tokens], kind="stable")[:6].tolist(), 0, 1]  # long ones, two others
+    seqs = [tokens[i] for i in pick]
+    assert sum(len(t) == 450 for t in seqs) >= 6  # the long ones were truncated
+    vocab = Vocab.fit(seqs)
+    batch = pad([vocab.encode(t) for t in seqs], [reviews.labels[i] for i in pick])
+    assert batch.tokens.shape[1] >= 400 and batch.lengths.min() < 400
+    cfg = ModelConfig(len(vocab), 2, cell="lstm", num_layers=3, bidirectional=True, hidden_size=12, embed_dim=8)
+    result = H.check(cfg, {f"reviews-{truncate}": batch}, steps=0, fast=True)
+    assert {c.quantity for c in result.comparisons} >= {"logits", "losses", "loss", "grad"}
+    assert_parity(result.comparisons, f"real reviews, truncate {truncate}")
