@@ -90,14 +90,19 @@ def write(report: dict[str, Any], out: Path) -> None:
             f"{report['threads']} thread(s); torch {m['versions'].get('torch')}, jax {m['versions'].get('jax')}; "
             f"{m.get('cpu', '')}\n\n")
     (out / "kernels.md").write_text(head + "\n".join(lines) + "\n")
-    fig, axes = plt.subplots(1, len({(c, s) for c, s, _ in key}), figsize=(4 * len({(c, s) for c, s, _ in key}), 3.2),
-                             squeeze=False)
-    for ax, (cell, shape) in zip(axes[0], sorted({(c, s) for c, s, _ in key}), strict=True):
+    panels = sorted({(c, s) for c, s, _ in key})
+    ncols = min(3, len(panels))
+    nrows = -(-len(panels) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.4 * nrows), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    for ax, (cell, shape) in zip(axes.flat, panels, strict=False):
         for impl, style in zip(IMPLS, ("o-", "s-", "^-"), strict=True):
             pts = sorted((r["time_steps"], r["step_ms"]) for r in rows
                          if r["cell"] == cell and r["shape"] == shape and r["impl"] == impl)
             ax.plot(*zip(*pts, strict=True), style, label=impl.replace("_", " "))
-        ax.set(title=f"{cell}, {shape} layer(s)", xlabel="padded time steps (mean over the pool)",
+        layers = "1 layer" if shape == "1" else shape.replace("bi", " layers, bidirectional")
+        ax.set(title=f"{cell}, {layers}", xlabel="padded time steps (mean over the pool)",
                ylabel="ms per training step", yscale="log")
         ax.grid(alpha=0.3)
     axes[0][0].legend()
