@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from parity.bench import _backend_step, batch_pool, machine_info, measure, use_device
-from shared.backend import TORCH_KERNEL_ENV
+from shared.backend import torch_kernel
 from shared.config import ModelConfig, TrainConfig
 from shared.dataset import imdb_dataset
 from shared.errors import SeqbatchError
@@ -32,15 +31,8 @@ IMPLS = ("torch_packed", "torch_padded", "jax_scan")
 def _step(impl: str, model_cfg: ModelConfig, train_cfg: TrainConfig) -> Any:
     if impl == "jax_scan":
         return _backend_step("jax", model_cfg, train_cfg, per_example=False)
-    saved = os.environ.get(TORCH_KERNEL_ENV)
-    os.environ[TORCH_KERNEL_ENV] = impl.removeprefix("torch_")
-    try:
+    with torch_kernel(impl.removeprefix("torch_")):
         return _backend_step("torch", model_cfg, train_cfg, per_example=False)
-    finally:
-        if saved is None:
-            del os.environ[TORCH_KERNEL_ENV]
-        else:
-            os.environ[TORCH_KERNEL_ENV] = saved
 
 
 def run(a: argparse.Namespace) -> dict[str, Any]:

@@ -6,7 +6,10 @@ What crosses the boundary is NumPy (a `Batch` in, arrays and floats out).
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -18,6 +21,23 @@ from shared.errors import SeqbatchError
 
 BACKENDS: dict[str, str] = {"torch": "reference_torch", "jax": "jax_impl"}
 TORCH_KERNEL_ENV = "SEQBATCH_TORCH_KERNEL"  # packed (default) or padded: see reference_torch/models.py
+
+
+@contextlib.contextmanager
+def torch_kernel(name: str | None) -> Iterator[None]:
+    """Torch models built inside use kernel `name` (None: leave the environment as it is); restored after."""
+    if name is None:
+        yield
+        return
+    saved = os.environ.get(TORCH_KERNEL_ENV)
+    os.environ[TORCH_KERNEL_ENV] = name
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ[TORCH_KERNEL_ENV]
+        else:
+            os.environ[TORCH_KERNEL_ENV] = saved
 
 
 class Backend(Protocol):

@@ -9,7 +9,7 @@ import math
 import os
 import sys
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from shared import checkpoint
-from shared.backend import BACKENDS, TORCH_KERNEL_ENV, Backend, get_backend
+from shared.backend import BACKENDS, TORCH_KERNEL_ENV, Backend, get_backend, torch_kernel
 from shared.config import CELLS, ModelConfig, TrainConfig
 from shared.dataset import Dataset, encode_splits, imdb_dataset, name_chars, names_dataset
 from shared.errors import SeqbatchError
@@ -168,22 +168,10 @@ def _check_torch_kernel(a: argparse.Namespace) -> None:
         raise SeqbatchError(f"--torch-kernel {a.torch_kernel} applies to --backend torch, not {a.backend}")
 
 
-@contextlib.contextmanager
-def _torch_kernel(a: argparse.Namespace) -> Iterator[None]:
+def _torch_kernel(a: argparse.Namespace) -> contextlib.AbstractContextManager[None]:
     """Apply --torch-kernel for the duration of one command (models read it when they are built)."""
     _check_torch_kernel(a)
-    if a.torch_kernel is None:
-        yield
-        return
-    saved = os.environ.get(TORCH_KERNEL_ENV)
-    os.environ[TORCH_KERNEL_ENV] = a.torch_kernel
-    try:
-        yield
-    finally:
-        if saved is None:
-            del os.environ[TORCH_KERNEL_ENV]
-        else:
-            os.environ[TORCH_KERNEL_ENV] = saved
+    return torch_kernel(a.torch_kernel)
 
 
 def _stderr(msg: str) -> None:
