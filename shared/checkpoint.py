@@ -1,10 +1,12 @@
 """The checkpoint file: safetensors, PyTorch state_dict names, config and vocabulary in metadata.
 
-Metadata (all strings): `seqbatch.format` = "1"; `seqbatch.model` = ModelConfig JSON;
+Metadata (all strings): `seqbatch.format` = "2"; `seqbatch.kind` = the model kind (`classifier`, `lm`;
+see shared/kinds); `seqbatch.model` = that kind's config JSON;
 `seqbatch.vocab` = token list JSON (index = id); `seqbatch.labels` = class names JSON;
 `seqbatch.text` = the TextConfig JSON (how raw text became tokens; text tasks only, a names
 checkpoint has none). The last three are optional: without vocab and labels a file still gives
-logits, but not predictions.
+logits, but not predictions. Format "1" (written before model kinds existed) had no
+`seqbatch.kind` and is read as a classifier.
 """
 
 from __future__ import annotations
@@ -14,30 +16,32 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
-from shared.config import ModelConfig
 from shared.errors import SeqbatchError
+from shared.kinds import get_kind, kind_of
 from shared.layout import parameter_shapes
 from shared.text import TextConfig
 from shared.vocab import Vocab
 
-FORMAT = "1"
+FORMAT = "2"
+READABLE_FORMATS = ("1", "2")  # 1: classifier only, no seqbatch.kind
 
 
 @dataclass(frozen=True)
 class Checkpoint:
-    config: ModelConfig
+    config: Any  # the config of its kind: ModelConfig (classifier), LMConfig (lm), ...
     params: dict[str, np.ndarray]
     vocab: Vocab | None = None
     labels: list[str] | None = None
     text: TextConfig | None = None
 
 
-def check_params(cfg: ModelConfig, params: dict[str, np.ndarray], where: str) -> None:
+def check_params(cfg: Any, params: dict[str, np.ndarray], where: str) -> None:
     """Raise SeqbatchError naming the first missing, extra or mis-shaped tensor."""
     want = parameter_shapes(cfg)
     missing = sorted(want.keys() - params.keys())
@@ -53,7 +57,8 @@ def save(path: str | Path, ckpt: Checkpoint) -> None:
     """Write atomically: a temp file in the same folder, then rename over the target."""
     path = Path(path)
     check_params(ckpt.config, ckpt.params, str(path))
-    meta = {"seqbatch.format": FORMAT, "seqbatch.model": ckpt.config.to_json()}
+    meta = {"seqbatch.format": FORMAT, "seqbatch.kind": kind_of(ckpt.config).name,
+            "seqbatch.model": ckpt.config.to_json()}
     if ckpt.vocab is not None:
         meta["seqbatch.vocab"] = json.dumps(list(ckpt.vocab.tokens), ensure_ascii=False)
     if ckpt.labels is not None:
@@ -83,18 +88,20 @@ def load(path: str | Path) -> Checkpoint:
             meta = f.metadata() or {}
     except (SafetensorError, OSError, ValueError) as e:
         raise SeqbatchError(f"{path}: not a readable safetensors file ({e})") from e
-    if meta.get("seqbatch.format") != FORMAT or "seqbatch.model" not in meta:
-        raise SeqbatchError(f"{path}: not a seqbatch checkpoint (format {meta.get('seqbatch.format')!r})")
+    fmt = meta.get("seqbatch.format")
+    if fmt not in READABLE_FORMATS or "seqbatch.model" not in meta:
+        raise SeqbatchError(f"{path}: not a seqbatch checkpoint (format {fmt!r})")
     try:
-        cfg = ModelConfig.from_json(meta["seqbatch.model"])
+        kind = get_kind(meta.get("seqbatch.kind", "classifier") if fmt == "2" else "classifier")
+        cfg = kind.config.from_json(meta["seqbatch.model"])
     except SeqbatchError as e:
-        raise SeqbatchError(f"{path}: seqbatch.model metadata: {e}") from e
+        raise SeqbatchError(f"{path}: seqbatch.kind/seqbatch.model metadata: {e}") from e
     check_params(cfg, params, str(path))
     vocab = Vocab(tuple(_json_list(path, meta, "seqbatch.vocab"))) if "seqbatch.vocab" in meta else None
     labels = _json_list(path, meta, "seqbatch.labels") if "seqbatch.labels" in meta else None
     if vocab is not None and len(vocab) != cfg.vocab_size:
         raise SeqbatchError(f"{path}: seqbatch.vocab has {len(vocab)} tokens, the model expects {cfg.vocab_size}")
-    if labels is not None and len(labels) != cfg.num_classes:
+    if labels is not None and len(labels) != getattr(cfg, "num_classes", len(labels)):
         raise SeqbatchError(f"{path}: seqbatch.labels has {len(labels)} names, the model has {cfg.num_classes} classes")
     try:
         text = TextConfig.from_json(meta["seqbatch.text"]) if "seqbatch.text" in meta else None

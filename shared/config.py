@@ -20,6 +20,35 @@ Optimizer = Literal["sgd", "adam"]
 DType = Literal["float32", "float64"]
 
 
+def check_recurrent(cfg: Any, positive: tuple[str, ...]) -> None:
+    """Validation every recurrent kind shares: cell, sizes, embedding, dropout, dtype."""
+    if cfg.cell not in CELLS:
+        raise SeqbatchError(f"unknown cell {cfg.cell!r}; choose one of {', '.join(CELLS)}")
+    for name in positive:
+        if int(getattr(cfg, name)) < 1:
+            raise SeqbatchError(f"{name} must be >= 1, got {getattr(cfg, name)}")
+    if cfg.embed_dim is not None and cfg.embed_dim < 1:
+        raise SeqbatchError(f"embed_dim must be >= 1 or None (one-hot), got {cfg.embed_dim}")
+    if not 0.0 <= cfg.dropout < 1.0:  # also false for nan
+        raise SeqbatchError(f"dropout must be in [0, 1), got {cfg.dropout}")
+    if cfg.dtype not in ("float32", "float64"):
+        raise SeqbatchError(f"dtype must be float32 or float64, got {cfg.dtype!r}")
+
+
+def config_from_dict(cls: type, d: dict[str, Any], required: set[str]) -> Any:
+    """`cls(**d)` keeping only its fields; SeqbatchError naming what is missing or malformed."""
+    if not isinstance(d, dict):
+        raise SeqbatchError(f"model config is not valid: a JSON object is needed, got {type(d).__name__}")
+    missing = required - d.keys()
+    if missing:
+        raise SeqbatchError(f"model config lacks {sorted(missing)}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    try:
+        return cls(**{k: v for k, v in d.items() if k in known})
+    except (ValueError, TypeError) as e:
+        raise SeqbatchError(f"model config is not valid: {e}") from e
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Shape of a SequenceClassifier, the same on both backends.
@@ -39,19 +68,9 @@ class ModelConfig:
     dtype: DType = "float32"
 
     def __post_init__(self) -> None:
-        if self.cell not in CELLS:
-            raise SeqbatchError(f"unknown cell {self.cell!r}; choose one of {', '.join(CELLS)}")
-        for name in ("vocab_size", "num_classes", "num_layers", "hidden_size"):
-            if int(getattr(self, name)) < 1:
-                raise SeqbatchError(f"{name} must be >= 1, got {getattr(self, name)}")
+        check_recurrent(self, ("vocab_size", "num_classes", "num_layers", "hidden_size"))
         if self.num_classes < 2:
             raise SeqbatchError(f"num_classes must be >= 2, got {self.num_classes}")
-        if self.embed_dim is not None and self.embed_dim < 1:
-            raise SeqbatchError(f"embed_dim must be >= 1 or None (one-hot), got {self.embed_dim}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise SeqbatchError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.dtype not in ("float32", "float64"):
-            raise SeqbatchError(f"dtype must be float32 or float64, got {self.dtype!r}")
 
     @property
     def gates(self) -> int:
@@ -76,11 +95,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        missing = {"vocab_size", "num_classes"} - d.keys()
-        if missing:
-            raise SeqbatchError(f"model config lacks {sorted(missing)}")
-        return cls(**{k: v for k, v in d.items() if k in known})
+        return config_from_dict(cls, d, {"vocab_size", "num_classes"})
 
     @classmethod
     def from_json(cls, text: str) -> ModelConfig:

@@ -1,4 +1,6 @@
-"""The one parameter layout both backends use: PyTorch's state_dict names and shapes.
+"""The one parameter layout both backends use: PyTorch's state_dict names and shapes, per model kind.
+
+Classifier (`shared/kinds/classifier.py`):
 
     embedding.weight                    [V, E]        (absent for one-hot input)
     rnn.weight_ih_l{k}[_reverse]        [G*H, In_k]   In_0 = E (or V), In_k = H * directions
@@ -7,9 +9,16 @@
     rnn.bias_hh_l{k}[_reverse]          [G*H]         moves each, so merging them changes training
     head.weight                         [C, H * directions]
     head.bias                           [C]
+
+Language model (`shared/kinds/lm.py`): the same embedding and unidirectional `rnn.*` tensors, and a
+head over the vocabulary at every step, `head.weight [V, H]`, `head.bias [V]`.
+
+`parameter_shapes` and `init_bound` work for any kind: they look the config's kind up.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from shared.config import ModelConfig
 
@@ -18,30 +27,58 @@ def suffix(layer: int, reverse: bool) -> str:
     return f"_l{layer}" + ("_reverse" if reverse else "")
 
 
-def parameter_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
-    """Every parameter's name and shape, in torch's state_dict order."""
-    gh = cfg.gates * cfg.hidden_size
+def rnn_shapes(
+    *, gates: int, hidden: int, layers: int, directions: int, input_size: int
+) -> dict[str, tuple[int, ...]]:
+    """`rnn.*` tensors of a torch nn.RNN/LSTM/GRU, in state_dict order."""
+    gh = gates * hidden
+    shapes: dict[str, tuple[int, ...]] = {}
+    for k in range(layers):
+        width = input_size if k == 0 else hidden * directions
+        for reverse in (False, True)[:directions]:
+            s = suffix(k, reverse)
+            shapes[f"rnn.weight_ih{s}"] = (gh, width)
+            shapes[f"rnn.weight_hh{s}"] = (gh, hidden)
+            shapes[f"rnn.bias_ih{s}"] = (gh,)
+            shapes[f"rnn.bias_hh{s}"] = (gh,)
+    return shapes
+
+
+def classifier_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """Every classifier parameter's name and shape, in torch's state_dict order."""
     shapes: dict[str, tuple[int, ...]] = {}
     if cfg.embed_dim is not None:
         shapes["embedding.weight"] = (cfg.vocab_size, cfg.embed_dim)
-    for k in range(cfg.num_layers):
-        width = cfg.input_size if k == 0 else cfg.feature_size
-        for reverse in (False, True)[: cfg.directions]:
-            s = suffix(k, reverse)
-            shapes[f"rnn.weight_ih{s}"] = (gh, width)
-            shapes[f"rnn.weight_hh{s}"] = (gh, cfg.hidden_size)
-            shapes[f"rnn.bias_ih{s}"] = (gh,)
-            shapes[f"rnn.bias_hh{s}"] = (gh,)
+    shapes |= rnn_shapes(gates=cfg.gates, hidden=cfg.hidden_size, layers=cfg.num_layers,
+                         directions=cfg.directions, input_size=cfg.input_size)
     shapes["head.weight"] = (cfg.num_classes, cfg.feature_size)
     shapes["head.bias"] = (cfg.num_classes,)
     return shapes
 
 
-def init_bound(cfg: ModelConfig, name: str) -> float | None:
+def torch_default_bound(name: str, hidden: int, head_in: int) -> float | None:
     """PyTorch's default init: U(-1/sqrt(H), 1/sqrt(H)) for the recurrent weights,
-    U(-1/sqrt(D), 1/sqrt(D)) for the head; None means N(0, 1) (the embedding)."""
+    U(-1/sqrt(D), 1/sqrt(D)) for the head (D its input width); None means N(0, 1) (the embedding)."""
     if name.startswith("rnn."):
-        return cfg.hidden_size**-0.5
+        return hidden**-0.5
     if name.startswith("head."):
-        return cfg.feature_size**-0.5
+        return head_in**-0.5
     return None
+
+
+def classifier_init_bound(cfg: ModelConfig, name: str) -> float | None:
+    return torch_default_bound(name, cfg.hidden_size, cfg.feature_size)
+
+
+def parameter_shapes(cfg: Any) -> dict[str, tuple[int, ...]]:
+    """Every parameter's name and shape for a config of any kind, in torch's state_dict order."""
+    from shared.kinds import kind_of
+
+    return kind_of(cfg).parameter_shapes(cfg)
+
+
+def init_bound(cfg: Any, name: str) -> float | None:
+    """The U(-b, b) bound of parameter `name` (None: N(0, 1)), for a config of any kind."""
+    from shared.kinds import kind_of
+
+    return kind_of(cfg).init_bound(cfg, name)

@@ -48,8 +48,8 @@ def test_metadata_keys_are_the_documented_ones(tmp_path: Path) -> None:
     path = tmp_path / "model.safetensors"
     checkpoint.save(path, Checkpoint(CFG, random_params(CFG), VOCAB, LABELS))
     meta = metadata(path)
-    assert set(meta) == {"seqbatch.format", "seqbatch.model", "seqbatch.vocab", "seqbatch.labels"}
-    assert meta["seqbatch.format"] == "1"
+    assert set(meta) == {"seqbatch.format", "seqbatch.kind", "seqbatch.model", "seqbatch.vocab", "seqbatch.labels"}
+    assert meta["seqbatch.format"] == "2" and meta["seqbatch.kind"] == "classifier"
     model = json.loads(meta["seqbatch.model"])
     required = {"cell", "num_layers", "bidirectional", "hidden_size", "embed_dim", "vocab_size", "num_classes"}
     assert required <= set(model)

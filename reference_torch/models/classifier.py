@@ -1,6 +1,6 @@
 """The reference model: embedding or one-hot -> nn.RNN/LSTM/GRU over a packed batch -> linear head.
 
-Its behaviour defines what `jax_impl/models.py` must reproduce; the two files define the same names.
+Its behaviour defines what `jax_impl/models/classifier.py` must reproduce; the two files define the same names.
 
 Two kernels compute the same function from the same `nn.RNN|LSTM|GRU` parameters:
 
@@ -26,13 +26,13 @@ from jaxtyping import Float, Int
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
+from reference_torch.models.common import DTYPES, default_device, load_params, rnn_module
 from shared.backend import TORCH_KERNEL_ENV
 from shared.batching import Batch
 from shared.checkpoint import check_params
 from shared.config import ModelConfig
 from shared.errors import SeqbatchError
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
 KERNELS = ("packed", "padded")
 _VF_RNN = {"rnn_tanh": torch._VF.rnn_tanh, "rnn_relu": torch._VF.rnn_relu, "gru": torch._VF.gru,
            "lstm": torch._VF.lstm}
@@ -46,12 +46,6 @@ def default_kernel() -> str:
     return name
 
 
-def default_device() -> torch.device:
-    """`SEQBATCH_TORCH_DEVICE` if set, else CUDA when present, else CPU (as JAX picks its default)."""
-    name = os.environ.get("SEQBATCH_TORCH_DEVICE")
-    return torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
-
-
 class SequenceClassifier(nn.Module):
     """`forward(tokens[B, T], lengths[B]) -> logits[B, C]`; parameters named as in shared/layout.py."""
 
@@ -63,17 +57,7 @@ class SequenceClassifier(nn.Module):
             raise SeqbatchError(f"unknown torch kernel {self.kernel!r}; choose {' or '.join(KERNELS)}")
         if cfg.embed_dim is not None:
             self.embedding = nn.Embedding(cfg.vocab_size, cfg.embed_dim)
-        rnn_class = {"rnn_tanh": nn.RNN, "rnn_relu": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[cfg.cell]
-        extra = {"nonlinearity": cfg.cell.removeprefix("rnn_")} if cfg.cell.startswith("rnn_") else {}
-        self.rnn = rnn_class(
-            cfg.input_size,
-            cfg.hidden_size,
-            num_layers=cfg.num_layers,
-            batch_first=True,
-            bidirectional=cfg.bidirectional,
-            dropout=cfg.dropout if cfg.num_layers > 1 else 0.0,
-            **extra,
-        )
+        self.rnn = rnn_module(cfg)
         self.head = nn.Linear(cfg.feature_size, cfg.num_classes)
         self.to(device=default_device(), dtype=DTYPES[cfg.dtype])
 
@@ -147,19 +131,7 @@ def init(cfg: ModelConfig, seed: int) -> SequenceClassifier:
 
 def from_params(cfg: ModelConfig, params: dict[str, np.ndarray]) -> SequenceClassifier:
     check_params(cfg, params, "parameters")
-    model = SequenceClassifier(cfg)
-    dtype = DTYPES[cfg.dtype]
-    # np.array copies: arrays from JAX are read-only, and torch warns about sharing them.
-    model.load_state_dict({k: torch.as_tensor(np.array(v)).to(dtype) for k, v in params.items()})
-    return model
-
-
-def to_params(model: SequenceClassifier) -> dict[str, np.ndarray]:
-    return {k: v.detach().cpu().numpy().copy() for k, v in model.state_dict().items()}
-
-
-def config_of(model: SequenceClassifier) -> ModelConfig:
-    return model.cfg
+    return load_params(SequenceClassifier(cfg), params)
 
 
 def _inputs(model: SequenceClassifier, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:

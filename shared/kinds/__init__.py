@@ -1,0 +1,61 @@
+"""The model kinds: one registry, one file per kind in `shared/kinds/` and in each backend's `models/`.
+
+A kind names its config class, its parameter layout (PyTorch state_dict names and shapes), how it
+is evaluated and which validation metric selects the best checkpoint. The command line, the
+checkpoint format and the parity harness look the kind up here instead of branching on it; a new
+kind is `shared/kinds/<kind>.py`, `reference_torch/models/<kind>.py`, `jax_impl/models/<kind>.py`
+and one line in `KINDS`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+from shared.errors import SeqbatchError
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What the rest of seqbatch needs to know about one model kind."""
+
+    name: str
+    config: type  # a frozen dataclass with to_json / from_dict
+    parameter_shapes: Callable[[Any], dict[str, tuple[int, ...]]]
+    init_bound: Callable[[Any, str], float | None]
+    select_metric: str  # the validation metric that picks the best checkpoint
+    higher_is_better: bool
+
+
+def _registry() -> dict[str, Kind]:
+    # Imported here, not at module level: each kind's module imports shared.layout, which imports us.
+    from shared.kinds import classifier, lm
+
+    return {k.name: k for k in (classifier.KIND, lm.KIND)}
+
+
+KIND_NAMES: tuple[str, ...] = ("classifier", "lm")
+
+
+def get_kind(name: str) -> Kind:
+    kinds = _registry()
+    if name not in kinds:
+        raise SeqbatchError(f"unknown model kind {name!r}; known: {', '.join(kinds)}")
+    return kinds[name]
+
+
+def kind_of(cfg: Any) -> Kind:
+    """The kind whose config class `cfg` is an instance of."""
+    for kind in _registry().values():
+        if isinstance(cfg, kind.config):
+            return kind
+    raise SeqbatchError(f"{type(cfg).__name__} is not the config of any model kind")
+
+
+def backend_module(package: str, cfg_or_kind: Any) -> ModuleType:
+    """`<package>.models.<kind>` for a config (or a kind name): where a backend keeps that kind's model."""
+    name = cfg_or_kind if isinstance(cfg_or_kind, str) else kind_of(cfg_or_kind).name
+    return importlib.import_module(f"{package}.models.{name}")
