@@ -1,4 +1,11 @@
-"""JAX/Flax backend: one sequence per masked lax.scan, vmap over the batch. See shared/backend.py."""
+"""JAX/Flax backend: one sequence per masked lax.scan, vmap over the batch. See shared/backend.py.
+
+The package exports `shared.backend.CONTRACT`. `init`, `from_params`, `to_params`, `config_of`,
+`save`, `load`, `train_state`, `train_step` and `model_of` serve every model kind (they look the
+kind up in shared/kinds); each kind's own functions are in `jax_impl/models/<kind>.py`.
+"""
+
+from typing import Any
 
 from jax_impl.checkpoint import load, save
 from jax_impl.models import (
@@ -15,11 +22,27 @@ from jax_impl.models import (
 )
 from jax_impl.per_example import gradients as per_example_gradients
 from jax_impl.per_example import train_step as per_example_step
-from jax_impl.train import COMPILATIONS, TrainState, model_of, train_state, train_step
+from jax_impl.train import COMPILATIONS, TrainState
+from shared.kinds import backend_module
 
 name = "jax"
 
-__all__ = [
+
+def train_state(model: Any, cfg: Any, **kw: Any) -> Any:
+    """A train state for `model` of any kind (its optimizer from `cfg`, a TrainConfig)."""
+    return backend_module("jax_impl", config_of(model)).train_state(model, cfg, **kw)
+
+
+def train_step(state: Any, batch: Any) -> tuple[Any, dict[str, Any]]:
+    """One update; `batch` is the kind's batch type. Metrics: `loss`, `grad_norm`."""
+    return backend_module("jax_impl", config_of(state.model)).train_step(state, batch)
+
+
+def model_of(state: Any) -> Any:
+    return state.model
+
+
+__all__ = [  # shared.backend.CONTRACT and this backend's types (tests/test_contract.py checks it)
     "COMPILATIONS",
     "Model",
     "SequenceClassifier",

@@ -1,4 +1,11 @@
-"""PyTorch reference backend: `pack_padded_sequence` into nn.RNN/LSTM/GRU. See shared/backend.py."""
+"""PyTorch reference backend: `pack_padded_sequence` into nn.RNN/LSTM/GRU. See shared/backend.py.
+
+The package exports `shared.backend.CONTRACT`. `init`, `from_params`, `to_params`, `config_of`,
+`save`, `load`, `train_state`, `train_step` and `model_of` serve every model kind (they look the
+kind up in shared/kinds); each kind's own functions are in `reference_torch/models/<kind>.py`.
+"""
+
+from typing import Any
 
 from reference_torch.checkpoint import load, save
 from reference_torch.models import (
@@ -14,11 +21,27 @@ from reference_torch.models import (
 )
 from reference_torch.per_example import gradients as per_example_gradients
 from reference_torch.per_example import train_step as per_example_step
-from reference_torch.train import TrainState, model_of, train_state, train_step
+from reference_torch.train import TrainState
+from shared.kinds import backend_module
 
 name = "torch"
 
-__all__ = [
+
+def train_state(model: Any, cfg: Any, **kw: Any) -> Any:
+    """A train state for `model` of any kind (its optimizer from `cfg`, a TrainConfig)."""
+    return backend_module("reference_torch", config_of(model)).train_state(model, cfg, **kw)
+
+
+def train_step(state: Any, batch: Any) -> tuple[Any, dict[str, Any]]:
+    """One update; `batch` is the kind's batch type. Metrics: `loss`, `grad_norm`."""
+    return backend_module("reference_torch", config_of(state.model)).train_step(state, batch)
+
+
+def model_of(state: Any) -> Any:
+    return state.model
+
+
+__all__ = [  # shared.backend.CONTRACT and this backend's types (tests/test_contract.py checks it)
     "SequenceClassifier",
     "TrainState",
     "config_of",

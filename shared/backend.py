@@ -20,6 +20,13 @@ from shared.config import ModelConfig, TrainConfig
 from shared.errors import SeqbatchError
 
 BACKENDS: dict[str, str] = {"torch": "reference_torch", "jax": "jax_impl"}
+# The names every backend package exports (each __init__ derives __all__ from this). Functions taking
+# a model, a config or a train state work for every model kind (they look the kind up); `logits`,
+# `losses`, `loss` and `gradients` are the classifier's: another kind's are in `<backend>.models.<kind>`
+# (same names, same meaning, plus the carried state for a language model; see `kind_module`).
+CONTRACT: tuple[str, ...] = ("name", "init", "from_params", "to_params", "config_of", "load", "save", "logits",
+                             "losses", "loss", "gradients", "train_state", "train_step", "model_of",
+                             "per_example_step", "per_example_gradients")
 TORCH_KERNEL_ENV = "SEQBATCH_TORCH_KERNEL"  # packed (default) or padded: see reference_torch/models.py
 
 
@@ -58,6 +65,13 @@ class Backend(Protocol):
     def train_state(self, model: Any, train_cfg: TrainConfig) -> Any: ...
     def train_step(self, state: Any, batch: Batch) -> tuple[Any, dict[str, Any]]: ...
     def model_of(self, state: Any) -> Any: ...
+
+
+def kind_module(backend: Backend, cfg_or_kind: Any) -> Any:
+    """The backend's file for a model kind (`reference_torch.models.lm`, ...), for a config or kind name."""
+    from shared.kinds import backend_module
+
+    return backend_module(BACKENDS[backend.name], cfg_or_kind)
 
 
 def get_backend(name: str) -> Backend:

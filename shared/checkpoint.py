@@ -4,7 +4,8 @@ Metadata (all strings): `seqbatch.format` = "2"; `seqbatch.kind` = the model kin
 see shared/kinds); `seqbatch.model` = that kind's config JSON;
 `seqbatch.vocab` = token list JSON (index = id); `seqbatch.labels` = class names JSON;
 `seqbatch.text` = the TextConfig JSON (how raw text became tokens; text tasks only, a names
-checkpoint has none). The last three are optional: without vocab and labels a file still gives
+checkpoint has none); `seqbatch.data` = the LMDataConfig JSON (language models: how the text was
+batched, which the generator needs). The last four are optional: without vocab and labels a file still gives
 logits, but not predictions. Format "1" (written before model kinds existed) had no
 `seqbatch.kind` and is read as a classifier.
 """
@@ -25,6 +26,7 @@ from safetensors.numpy import load_file, save_file
 from shared.errors import SeqbatchError
 from shared.kinds import get_kind, kind_of
 from shared.layout import parameter_shapes
+from shared.lm_data import LMDataConfig
 from shared.text import TextConfig
 from shared.vocab import Vocab
 
@@ -39,6 +41,7 @@ class Checkpoint:
     vocab: Vocab | None = None
     labels: list[str] | None = None
     text: TextConfig | None = None
+    data: LMDataConfig | None = None
 
 
 def check_params(cfg: Any, params: dict[str, np.ndarray], where: str) -> None:
@@ -65,6 +68,8 @@ def save(path: str | Path, ckpt: Checkpoint) -> None:
         meta["seqbatch.labels"] = json.dumps(list(ckpt.labels), ensure_ascii=False)
     if ckpt.text is not None:
         meta["seqbatch.text"] = ckpt.text.to_json()
+    if ckpt.data is not None:
+        meta["seqbatch.data"] = ckpt.data.to_json()
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -107,7 +112,11 @@ def load(path: str | Path) -> Checkpoint:
         text = TextConfig.from_json(meta["seqbatch.text"]) if "seqbatch.text" in meta else None
     except SeqbatchError as e:
         raise SeqbatchError(f"{path}: seqbatch.text metadata: {e}") from e
-    return Checkpoint(cfg, params, vocab, labels, text)
+    try:
+        data = LMDataConfig.from_json(meta["seqbatch.data"]) if "seqbatch.data" in meta else None
+    except SeqbatchError as e:
+        raise SeqbatchError(f"{path}: seqbatch.data metadata: {e}") from e
+    return Checkpoint(cfg, params, vocab, labels, text, data)
 
 
 def _json_list(path: Path, meta: dict[str, str], key: str) -> list[str]:

@@ -68,3 +68,27 @@ def confusion_plot(matrix: np.ndarray, label_names: Sequence[str], path: str | P
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def lm_curves(
+    steps: Sequence[int], losses: Sequence[float], val: Sequence[tuple[int, float]], path: str | Path, *,
+    title: str = "",
+) -> None:
+    """A language model's training loss per step (raw and smoothed) and validation loss, both in nats/char."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(steps, losses, lw=0.6, alpha=0.35, color="C0", label="train (per window)")
+    if len(losses) >= 20:
+        w = max(5, len(losses) // 50)
+        ax.plot(steps[w - 1 :], np.convolve(losses, np.ones(w) / w, mode="valid"), color="C0",
+                label=f"train ({w}-step mean)")
+    if val:
+        xs, ys = zip(*val, strict=True)
+        ax.plot(xs, ys, marker="o", ms=3, color="C1", label="validation")
+    ax.set_xlabel("step")
+    ax.set_ylabel("nats per character")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -6,6 +6,7 @@ Mirrors reference_torch/models/classifier.py; the cells and the masked scan are 
 from __future__ import annotations
 
 from functools import partial
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -19,14 +20,12 @@ from jax_impl.models.common import (
     Params,
     _dtype,
     _flatten,
-    _nest,
     _torch_init,
     _variables,
-    enable_dtype,
+    init_params,
     run_direction,
 )
 from shared.batching import Batch
-from shared.checkpoint import check_params
 from shared.config import ModelConfig
 from shared.layout import parameter_shapes, suffix
 
@@ -74,19 +73,7 @@ class SequenceClassifier(nn.Module):
 
 def init(cfg: ModelConfig, seed: int) -> Model:
     """Fresh parameters with PyTorch's default distributions (not its random stream), seeded."""
-    enable_dtype(cfg)
-    module = SequenceClassifier(cfg)
-    variables = module.init(jax.random.key(seed), jnp.zeros((1,), jnp.int32), jnp.asarray(1))
-    # Flax nests "a/b" names literally as one key; re-nest them by the torch prefix.
-    flat = {k.replace("/", "."): v for k, v in variables["params"].items()}
-    return Model(cfg, _nest(flat))
-
-
-def from_params(cfg: ModelConfig, params: dict[str, np.ndarray]) -> Model:
-    check_params(cfg, params, "parameters")
-    enable_dtype(cfg)
-    dtype = _dtype(cfg)
-    return Model(cfg, _nest({k: jnp.asarray(np.asarray(v), dtype) for k, v in params.items()}))
+    return init_params(cfg, SequenceClassifier(cfg), seed, jnp.zeros((1,), jnp.int32), jnp.asarray(1))
 
 
 def apply_batch(
@@ -150,3 +137,20 @@ def gradients(model: Model, batch: Batch) -> dict[str, np.ndarray]:
     """d(mean cross-entropy)/d(parameter), by PyTorch name (no dropout)."""
     grads = _gradients(model.cfg, model.params, batch.tokens, batch.lengths, batch.labels)
     return {k: np.asarray(v) for k, v in _flatten(grads).items()}
+
+
+def train_state(model: Any, cfg: Any, **kw: Any) -> Any:
+    """The classifier trains in jax_impl/train.py (imported here lazily: it imports this file)."""
+    from jax_impl import train
+
+    return train.train_state(model, cfg, **kw)
+
+
+def train_step(state: Any, batch: Batch) -> Any:
+    from jax_impl import train
+
+    return train.train_step(state, batch)
+
+
+def model_of(state: Any) -> Any:
+    return state.model

@@ -142,6 +142,24 @@ def to_params(model: Model) -> dict[str, np.ndarray]:
     return {k: np.asarray(flat[k]) for k in order}
 
 
+def init_params(cfg: Any, module: nn.Module, seed: int, *example: Any) -> Model:
+    """Initialise a per-example Flax module on `example` inputs; its "a/b" names re-nested by torch prefix."""
+    enable_dtype(cfg)
+    variables = module.init(jax.random.key(seed), *example)
+    # Flax nests "a/b" names literally as one key; re-nest them by the torch prefix.
+    return Model(cfg, _nest({k.replace("/", "."): v for k, v in variables["params"].items()}))
+
+
+def from_params(cfg: Any, params: dict[str, np.ndarray]) -> Model:
+    """A Model from named arrays in the shared layout (checked), in the config's dtype."""
+    from shared.checkpoint import check_params
+
+    check_params(cfg, params, "parameters")
+    enable_dtype(cfg)
+    dtype = _dtype(cfg)
+    return Model(cfg, _nest({k: jnp.asarray(np.asarray(v), dtype) for k, v in params.items()}))
+
+
 def config_of(model: Model) -> Any:
     return model.cfg
 

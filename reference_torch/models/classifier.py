@@ -18,6 +18,7 @@ Two kernels compute the same function from the same `nn.RNN|LSTM|GRU` parameters
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import numpy as np
 import torch
@@ -175,3 +176,20 @@ def gradients(model: SequenceClassifier, batch: Batch) -> dict[str, np.ndarray]:
         model.rnn.dropout = saved
         model.zero_grad(set_to_none=True)
     return grads
+
+
+def train_state(model: Any, cfg: Any, **kw: Any) -> Any:
+    """The classifier trains in reference_torch/train.py (imported here lazily: it imports this file)."""
+    from reference_torch import train
+
+    return train.train_state(model, cfg, **kw)
+
+
+def train_step(state: Any, batch: Batch) -> Any:
+    from reference_torch import train
+
+    return train.train_step(state, batch)
+
+
+def model_of(state: Any) -> Any:
+    return state.model

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from types import ModuleType
 from typing import Any
 
@@ -30,6 +31,7 @@ class Kind:
     higher_is_better: bool
 
 
+@cache
 def _registry() -> dict[str, Kind]:
     # Imported here, not at module level: each kind's module imports shared.layout, which imports us.
     from shared.kinds import classifier, lm

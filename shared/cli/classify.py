@@ -1,23 +1,31 @@
-"""`seqbatch`: the command line. Thin by design: it builds configs and calls library functions."""
+"""`seqbatch train|eval|predict` for the classifier tasks (names, imdb); the train parser and the
+task table serve every task, and hand a language-model task or checkpoint to shared/cli/lm.py."""
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import os
-import sys
 import warnings
-from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from shared import checkpoint
-from shared.backend import BACKENDS, TORCH_KERNEL_ENV, Backend, get_backend, torch_kernel
+from shared.backend import TORCH_KERNEL_ENV, get_backend
+from shared.cli import lm
+from shared.cli.common import (
+    _backend_arg,
+    _check_torch_kernel,
+    _eval_dtype_arg,
+    _load_model,
+    _run_config,
+    _stderr,
+    _torch_kernel,
+    _torch_kernel_arg,
+)
 from shared.config import CELLS, ModelConfig, TrainConfig
 from shared.dataset import Dataset, encode_splits, imdb_dataset, name_chars, names_dataset
 from shared.errors import SeqbatchError
@@ -36,7 +44,13 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     "imdb": {"hidden": 64, "embed_dim": 96, "optimizer": "adam", "lr": 1e-3, "batch_size": 32, "epochs": 5,
              "sampler": "epoch", "eval_every": None, "bucket": 32, "bucket_chunk": 50, "clip_norm": 3.0,
              "keep_best": True},
+    **lm.TASK_DEFAULTS,
 }
+for _d_ in TASK_DEFAULTS.values():
+    _d_.setdefault("layers", 1)
+    _d_.setdefault("dropout", 0.0)
+# Which model kind (shared/kinds) each task trains.
+TASK_KINDS: dict[str, str] = {"names": "classifier", "imdb": "classifier", **lm.TASK_KINDS}
 TEXT_FLAGS: dict[str, str] = {"level": "--level", "max_len": "--max-len", "truncate": "--truncate",
                               "min_freq": "--min-freq", "max_vocab": "--max-vocab", "stop_words": "--stop-words",
                               "keep_case": "--keep-case", "max_train": "--max-train", "max_test": "--max-test"}
@@ -47,22 +61,20 @@ def _d(key: str) -> str:
     return "default: " + ", ".join(f"{t} {v.get(key)}" for t, v in TASK_DEFAULTS.items())
 
 
-def _backend_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backend", choices=sorted(BACKENDS), default="torch",
-                   help="which implementation runs the model: torch (reference) or jax (port); default torch")
-
-
 def _task_arg(p: argparse.ArgumentParser, default: str | None = "names") -> None:
     p.add_argument("--task", choices=tuple(TASK_DEFAULTS), default=default,
-                   help="names: surname -> language (characters); imdb: review -> sentiment (words or characters)"
+                   help="names: surname -> language (characters); imdb: review -> sentiment (words or characters); "
+                        "charlm: character language model (next character; a text file or folder of documents)"
                         + (f"; default {default}" if default else "; default: the checkpoint's"))
 
 
 def _data_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", type=Path, default=None,
                    help="names: folder of <Label>.txt files, one name per line (e.g. ../shared/data/names); "
-                        "imdb: folder with imdb_train.csv.xz and imdb_test.csv.xz, or an aclImdb folder. "
-                        "Default: an embedded set (faker surnames; synthetic reviews for imdb)")
+                        "imdb: folder with imdb_train.csv.xz and imdb_test.csv.xz, or an aclImdb folder; "
+                        "charlm: a UTF-8 text file (e.g. ../shared/data/text/anna.txt) or, with --lm-batching "
+                        "documents, a file or folder of .txt documents. Default: an embedded set (faker "
+                        "surnames; synthetic reviews for imdb; Python's pydoc_data topics for charlm)")
 
 
 def _text_args(p: argparse.ArgumentParser) -> None:
@@ -106,21 +118,22 @@ def _reject_text_flags(a: argparse.Namespace) -> None:
 
 
 def add_train(sub: Any) -> None:
-    p = sub.add_parser("train", help="train a classifier and write a run folder",
-                       description="Train a sequence classifier on either backend; writes config.json, "
-                                   "metrics.jsonl, loss.png (curves.png with --epochs) and model.safetensors "
-                                   "to --out.")
+    p = sub.add_parser("train", help="train a model (classifier or language model) and write a run folder",
+                       description="Train a sequence classifier (--task names|imdb) or a character language "
+                                   "model (--task charlm) on either backend; writes config.json, metrics.jsonl, "
+                                   "loss.png (curves.png with --epochs) and model.safetensors to --out.")
     _task_arg(p)
     _backend_arg(p)
     _data_arg(p)
     p.add_argument("--cell", choices=CELLS, default="lstm", help="recurrent cell (default lstm)")
-    p.add_argument("--layers", type=int, default=1, help="stacked recurrent layers (default 1)")
+    p.add_argument("--layers", type=int, default=None, help=f"stacked recurrent layers ({_d('layers')})")
     p.add_argument("--hidden", type=int, default=None, help=f"hidden size per direction ({_d('hidden')})")
     p.add_argument("--bidirectional", action="store_true", help="run a reverse direction too")
     p.add_argument("--embed-dim", type=int, default=None,
                    help="embedding size; names default: one-hot character input (the seed tutorial's); "
                         "imdb default 96")
-    p.add_argument("--dropout", type=float, default=0.0, help="dropout between stacked layers (default 0)")
+    p.add_argument("--dropout", type=float, default=None,
+                   help=f"dropout between stacked layers (and, charlm, before the head) ({_d('dropout')})")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="parameter dtype")
     p.add_argument("--optimizer", choices=("sgd", "adam"), default=None, help=f"optimizer ({_d('optimizer')})")
     p.add_argument("--lr", type=float, default=None, help=f"learning rate ({_d('lr')})")
@@ -152,30 +165,9 @@ def add_train(sub: Any) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     _torch_kernel_arg(p)
     _text_args(p)
+    lm.add_lm_args(p)
     p.set_defaults(func=cmd_train)
 
-
-
-def _torch_kernel_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--torch-kernel", choices=("packed", "padded"), default=None,
-                   help="torch backend only. packed: pack_padded_sequence into nn.RNN/LSTM/GRU (the reference); "
-                        "padded: the same function from padded per-layer, per-direction calls, many times "
-                        "faster to train on a CPU for long sequences. Default: $SEQBATCH_TORCH_KERNEL, else packed")
-
-
-def _check_torch_kernel(a: argparse.Namespace) -> None:
-    if a.torch_kernel is not None and a.backend != "torch":
-        raise SeqbatchError(f"--torch-kernel {a.torch_kernel} applies to --backend torch, not {a.backend}")
-
-
-def _torch_kernel(a: argparse.Namespace) -> contextlib.AbstractContextManager[None]:
-    """Apply --torch-kernel for the duration of one command (models read it when they are built)."""
-    _check_torch_kernel(a)
-    return torch_kernel(a.torch_kernel)
-
-
-def _stderr(msg: str) -> None:
-    print(msg, file=sys.stderr)
 
 
 def load_task_data(task: str, a: argparse.Namespace, seed: int, vocab: Vocab | None = None,
@@ -190,21 +182,30 @@ def load_task_data(task: str, a: argparse.Namespace, seed: int, vocab: Vocab | N
                         vocab=vocab)
 
 
+def task_flags(a: argparse.Namespace) -> dict[str, Any]:
+    """The flags whose default depends on the task, with the task's defaults filled in."""
+    d = TASK_DEFAULTS[a.task]
+    return {k: d.get(k) if getattr(a, k) is None else getattr(a, k)
+            for k in ("hidden", "embed_dim", "optimizer", "lr", "batch_size", "sampler", "eval_every", "bucket",
+                      "bucket_chunk", "clip_norm", "keep_best", "layers", "dropout")}
+
+
 def cmd_train(a: argparse.Namespace) -> int:
     from shared.training import fit
 
+    if TASK_KINDS[a.task] == "lm":
+        return lm.cmd_train(a, task_flags(a), TASK_DEFAULTS[a.task])
+    lm.reject_lm_flags(a)
     d = TASK_DEFAULTS[a.task]
-    pick = {k: d[k] if getattr(a, k) is None else getattr(a, k)
-            for k in ("hidden", "embed_dim", "optimizer", "lr", "batch_size", "sampler", "eval_every", "bucket",
-                      "bucket_chunk", "clip_norm", "keep_best")}
+    pick = task_flags(a)
     _check_torch_kernel(a)
     if a.bucket_chunk is None and pick["sampler"] == "random":
         pick["bucket_chunk"] = 0  # the task's bucketing default needs shuffled passes, not random draws
     backend = get_backend(a.backend)
     data = load_task_data(a.task, a, a.seed)
     model_cfg = ModelConfig(
-        vocab_size=len(data.vocab), num_classes=data.num_classes, cell=a.cell, num_layers=a.layers,
-        bidirectional=a.bidirectional, hidden_size=pick["hidden"], embed_dim=pick["embed_dim"], dropout=a.dropout,
+        vocab_size=len(data.vocab), num_classes=data.num_classes, cell=a.cell, num_layers=pick["layers"],
+        bidirectional=a.bidirectional, hidden_size=pick["hidden"], embed_dim=pick["embed_dim"], dropout=pick["dropout"],
         dtype=a.dtype,
     )
     epochs = a.epochs if a.steps is None else None
@@ -234,11 +235,6 @@ def cmd_train(a: argparse.Namespace) -> int:
                       "val": result.val, "test": result.test, "padding_waste": result.padding}))
     _stderr(f"wrote {a.out}/model.safetensors, metrics.jsonl, loss.png")
     return 0
-
-
-def _run_config(ckpt_path: Path) -> dict[str, Any]:
-    cfg = ckpt_path.parent / "config.json"
-    return json.loads(cfg.read_text()) if cfg.is_file() else {}
 
 
 def _checkpoint_task(ckpt: checkpoint.Checkpoint, task: str | None, path: Path) -> str:
@@ -274,23 +270,13 @@ def add_eval(sub: Any) -> None:
     p.set_defaults(func=cmd_eval)
 
 
-def _eval_dtype_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dtype", choices=("float32", "float64"), default=None,
-                   help="compute in this precision (weights are upcast exactly); default: the checkpoint's. "
-                        "float64 takes float32 rounding out of cross-backend comparisons: the two backends' "
-                        "float32 logits differ by ~1e-6 relative, their float64 logits by ~1e-13")
-
-
-def _load_model(backend: Backend, ckpt: checkpoint.Checkpoint, dtype: str | None) -> Any:
-    cfg = ckpt.config if dtype is None else replace(ckpt.config, dtype=dtype)
-    return backend.from_params(cfg, ckpt.params)
-
-
 def cmd_eval(a: argparse.Namespace) -> int:
     from shared.plots import confusion_plot
     from shared.training import evaluate
 
     ckpt = checkpoint.load(a.checkpoint)
+    if lm.is_lm(ckpt):
+        return lm.cmd_eval(a, ckpt)
     if ckpt.vocab is None or ckpt.labels is None:
         raise SeqbatchError(f"{a.checkpoint}: no vocabulary/labels in the metadata; it gives logits but cannot "
                             "be evaluated on text")
@@ -338,6 +324,8 @@ def cmd_predict(a: argparse.Namespace) -> int:
     from shared.batching import pad
 
     ckpt = checkpoint.load(a.checkpoint)
+    if lm.is_lm(ckpt):
+        raise SeqbatchError(f"{a.checkpoint} is a language model; `seqbatch generate` samples text from it")
     missing = [k for k, v in (("vocabulary", ckpt.vocab), ("labels", ckpt.labels)) if v is None]
     if missing:
         raise SeqbatchError(f"{a.checkpoint} has no {' or '.join(missing)} in its metadata: it gives logits for "
@@ -379,33 +367,3 @@ def cmd_predict(a: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="seqbatch",
-        description="Batched training of variable-length sequence models on two backends (PyTorch, JAX).",
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    add_train(sub)
-    add_eval(sub)
-    add_predict(sub)
-    try:
-        from parity.cli import register
-    except ImportError:
-        pass
-    else:
-        register(sub)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args))
-    except SeqbatchError as e:
-        print(f"seqbatch: error: {e}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,0 +1,196 @@
+"""The reference language model: embedding or one-hot -> nn.RNN/LSTM/GRU -> dropout -> head at every step.
+
+Its behaviour defines what `jax_impl/models/lm.py` must reproduce; the two files define the same
+names. Equal-length windows (a stream) go straight into the multi-layer module with the carried
+state; ragged documents go through `pack_padded_sequence` / `pad_packed_sequence`. The carried
+state crosses the boundary as NumPy `[layers, B, H]` (h, and c for an LSTM); training keeps it in
+the TrainState, detached at each window edge (truncated backpropagation through time).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float, Int
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from reference_torch.models.common import DTYPES, default_device, load_params, rnn_module
+from reference_torch.train import make_optimizer
+from shared.checkpoint import check_params
+from shared.config import TrainConfig
+from shared.errors import SeqbatchError
+from shared.kinds.lm import Carry, LMBatch, LMConfig
+
+__all__ = ["CharLM", "TrainState", "from_params", "gradients", "init", "logits", "loss", "losses", "model_of",
+           "train_state", "train_step"]
+
+TorchCarry = tuple[torch.Tensor, ...]  # (h,) or (h, c), each [layers, B, H]
+
+
+class CharLM(nn.Module):
+    """`forward(inputs[B, T], lengths[B], carry) -> (logits[B, T, V], carry)`; names as in shared/layout.py."""
+
+    def __init__(self, cfg: LMConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        if cfg.embed_dim is not None:
+            self.embedding = nn.Embedding(cfg.vocab_size, cfg.embed_dim)
+        self.rnn = rnn_module(cfg)
+        self.drop = nn.Dropout(cfg.dropout)  # before the head; the rnn drops between its layers
+        self.head = nn.Linear(cfg.hidden_size, cfg.vocab_size)
+        self.to(device=default_device(), dtype=DTYPES[cfg.dtype])
+
+    def forward(
+        self, inputs: Int[torch.Tensor, "batch time"], lengths: Int[torch.Tensor, " batch"], carry: TorchCarry
+    ) -> tuple[Float[torch.Tensor, "batch time vocab"], TorchCarry]:
+        cfg = self.cfg
+        if cfg.embed_dim is not None:
+            x = self.embedding(inputs)  # (B, T, E)
+        else:
+            x = F.one_hot(inputs.long(), cfg.vocab_size).to(self.head.weight.dtype)  # (B, T, V)
+        hx = carry if cfg.cell == "lstm" else carry[0]
+        time = inputs.shape[1]
+        if bool((lengths == time).all()):  # a stream window: nothing to pack
+            out, h_n = self.rnn(x, hx)
+        else:
+            # enforce_sorted=False: torch sorts by length, permutes hx to match and h_n back.
+            packed = pack_padded_sequence(x, lengths.cpu().long(), batch_first=True, enforce_sorted=False)
+            out_packed, h_n = self.rnn(packed, hx)
+            out, _ = pad_packed_sequence(out_packed, batch_first=True, total_length=time)  # zeros past length
+        new = tuple(h_n) if cfg.cell == "lstm" else (h_n,)
+        return self.head(self.drop(out)), new
+
+
+def init(cfg: LMConfig, seed: int) -> CharLM:
+    """A fresh model with PyTorch's default initialisation, seeded."""
+    gen_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        return CharLM(cfg)
+    finally:
+        torch.random.set_rng_state(gen_state)
+
+
+def from_params(cfg: LMConfig, params: dict[str, np.ndarray]) -> CharLM:
+    check_params(cfg, params, "parameters")
+    return load_params(CharLM(cfg), params)
+
+
+def _device(model: CharLM) -> torch.device:
+    return model.head.weight.device
+
+
+def _carry_in(model: CharLM, batch: LMBatch, carry: Carry | TorchCarry | None) -> TorchCarry:
+    """The starting state: zeros where the batch resets or none is given, else the one given."""
+    cfg, b = model.cfg, len(batch)
+    like = model.head.weight
+    if carry is None or batch.reset:
+        return tuple(like.new_zeros(cfg.num_layers, b, cfg.hidden_size) for _ in range(cfg.state_count))
+    if carry[0].shape[1] != b:
+        raise SeqbatchError(f"carried state is for {carry[0].shape[1]} rows, the batch has {b}")
+    return tuple(torch.as_tensor(np.asarray(c) if not isinstance(c, torch.Tensor) else c, device=like.device,
+                                 dtype=like.dtype) for c in carry)
+
+
+def _forward(model: CharLM, batch: LMBatch, carry: Any) -> tuple[torch.Tensor, TorchCarry]:
+    inputs = torch.as_tensor(batch.inputs, device=_device(model))
+    return model(inputs, torch.as_tensor(batch.lengths), _carry_in(model, batch, carry))
+
+
+def token_losses(
+    out: Float[torch.Tensor, "batch time vocab"], batch: LMBatch
+) -> Float[torch.Tensor, "batch time"]:
+    """Cross-entropy per position, 0 past each row's length."""
+    targets = torch.as_tensor(batch.targets, device=out.device).long()
+    ce = F.cross_entropy(out.reshape(-1, out.shape[-1]), targets.reshape(-1), reduction="none").reshape(targets.shape)
+    mask = torch.as_tensor(batch.mask, device=out.device)
+    return ce * mask
+
+
+def mean_loss(out: torch.Tensor, batch: LMBatch) -> torch.Tensor:
+    """Mean over real positions: sum of token losses / number of real tokens."""
+    return token_losses(out, batch).sum() / batch.n_tokens
+
+
+def _numpy(carry: TorchCarry) -> Carry:
+    return tuple(c.detach().cpu().numpy() for c in carry)
+
+
+def logits(model: CharLM, batch: LMBatch, carry: Carry | None = None
+           ) -> tuple[Float[np.ndarray, "batch time vocab"], Carry]:
+    """Next-token logits at every step, and the state after each row's last real step."""
+    model.eval()
+    with torch.no_grad():
+        out, new = _forward(model, batch, carry)
+    return out.cpu().numpy(), _numpy(new)
+
+
+def losses(model: CharLM, batch: LMBatch, carry: Carry | None = None
+           ) -> tuple[Float[np.ndarray, "batch time"], Carry]:
+    """Per-position cross-entropy (0 past each length), and the new state."""
+    model.eval()
+    with torch.no_grad():
+        out, new = _forward(model, batch, carry)
+        return token_losses(out, batch).cpu().numpy(), _numpy(new)
+
+
+def loss(model: CharLM, batch: LMBatch, carry: Carry | None = None) -> float:
+    """Mean cross-entropy over the batch's real positions."""
+    per_token, _ = losses(model, batch, carry)
+    return float(per_token.sum() / batch.n_tokens)
+
+
+def gradients(model: CharLM, batch: LMBatch, carry: Carry | None = None) -> dict[str, np.ndarray]:
+    """d(mean loss)/d(parameter), by PyTorch name, without dropout (train mode for cuDNN's backward)."""
+    model.train()
+    saved = model.rnn.dropout, model.drop.p
+    model.rnn.dropout, model.drop.p = 0.0, 0.0
+    try:
+        model.zero_grad(set_to_none=True)
+        out, _ = _forward(model, batch, carry)
+        mean_loss(out, batch).backward()
+        grads = {k: p.grad.detach().cpu().numpy().copy() for k, p in model.named_parameters() if p.grad is not None}
+    finally:
+        model.rnn.dropout, model.drop.p = saved
+        model.zero_grad(set_to_none=True)
+    return grads
+
+
+@dataclass
+class TrainState:
+    model: CharLM
+    optimizer: torch.optim.Optimizer
+    cfg: TrainConfig
+    step: int = 0
+    carry: TorchCarry | None = None  # the state the last window left, detached
+
+
+def train_state(model: CharLM, cfg: TrainConfig) -> TrainState:
+    torch.manual_seed(cfg.seed)  # dropout masks
+    return TrainState(model, make_optimizer(model, cfg), cfg)
+
+
+def train_step(state: TrainState, batch: LMBatch) -> tuple[TrainState, dict[str, Any]]:
+    """One update; the state carries over unless `batch.reset`. Metrics: `loss` (mean per real
+    position, before the update) and `grad_norm` (before clipping)."""
+    model = state.model
+    model.train()
+    out, new = _forward(model, batch, state.carry)
+    loss_value = mean_loss(out, batch)
+    state.optimizer.zero_grad(set_to_none=True)
+    loss_value.backward()
+    max_norm = state.cfg.clip_norm if state.cfg.clip_norm is not None else float("inf")
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+    state.optimizer.step()
+    state.carry = tuple(c.detach() for c in new)  # truncated BPTT: no gradient crosses the window edge
+    state.step += 1
+    return state, {"loss": loss_value.detach(), "grad_norm": grad_norm.detach()}
+
+
+def model_of(state: TrainState) -> CharLM:
+    return state.model
