@@ -333,6 +333,10 @@ def add_parity(sub: Any) -> None:
         "parity", help="check that the torch reference and the JAX port compute the same thing",
         description="Load the same weights into both backends and compare logits, losses, gradients, padding "
                     "invariance and training trajectories against named tolerances; exit 1 on any failure.")
+    p.add_argument("--kind", choices=("classifier", "lm"), default="classifier",
+                   help="model kind to check: the sequence classifier, or the language model (logits at every "
+                        "step, carried state over stream windows, ragged documents; grid: every cell x 1-2 layers "
+                        "x one-hot/embedding x stream/documents); default classifier")
     p.add_argument("--cell", choices=CELLS, default="lstm", help="recurrent cell of the single config (default lstm)")
     p.add_argument("--layers", type=int, default=1, help="stacked recurrent layers of the single config (default 1)")
     p.add_argument("--bidirectional", action="store_true", help="the single config runs a reverse direction too")
@@ -341,9 +345,10 @@ def add_parity(sub: Any) -> None:
     p.add_argument("--hidden", type=int, default=HIDDEN, help=f"hidden size per direction (default {HIDDEN})")
     p.add_argument("--dtype", choices=("float32", "float64", "both"), default="float32",
                    help="parameter dtype; both runs float32, then float64 (default float32)")
-    p.add_argument("--steps", type=int, default=H.TRAJ_STEPS,
-                   help=f"trajectory steps per optimizer variant (default {H.TRAJ_STEPS}); with --all, for the "
-                        "representative configs (every cell, 2 layers, bidirectional, one-hot)")
+    p.add_argument("--steps", type=int, default=None,
+                   help=f"trajectory steps per optimizer variant (default {H.TRAJ_STEPS}; lm: 6 consecutive "
+                        "windows); with --all, for the representative configs (every cell, 2 layers, "
+                        "bidirectional, one-hot)")
     p.add_argument("--grid-steps", type=int, default=GRID_STEPS,
                    help=f"with --all, trajectory steps for the other configs (default {GRID_STEPS})")
     p.add_argument("--all", action="store_true",
@@ -362,6 +367,12 @@ def add_parity(sub: Any) -> None:
 
 
 def cmd_parity(a: argparse.Namespace) -> int:
+    if a.kind == "lm":
+        from parity.lm import cmd_parity_lm
+
+        return cmd_parity_lm(a)
+    if a.steps is None:
+        a.steps = H.TRAJ_STEPS
     if a.steps < 0 or a.grid_steps < 0:
         raise SeqbatchError(f"--steps and --grid-steps must be >= 0, got {a.steps} and {a.grid_steps}")
     dtypes = ["float32", "float64"] if a.dtype == "both" else [a.dtype]
