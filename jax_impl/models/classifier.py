@@ -22,6 +22,7 @@ from jax_impl.models.common import (
     _flatten,
     _torch_init,
     _variables,
+    from_params,
     init_params,
     run_direction,
 )
@@ -29,6 +30,8 @@ from shared.batching import Batch
 from shared.config import ModelConfig
 from shared.layout import parameter_shapes, suffix
 
+__all__ = ["SequenceClassifier", "apply_batch", "batch_losses", "from_params", "gradients", "init", "logits", "loss",
+           "losses", "model_of", "train_state", "train_step"]
 
 class SequenceClassifier(nn.Module):
     """`__call__(tokens[T], length) -> logits[C]` for ONE sequence; parameter names as in torch."""

@@ -30,6 +30,7 @@ from jax_impl.models.common import (
     _flatten,
     _torch_init,
     _variables,
+    enable_dtype,
     from_params,
     init_params,
     run_direction,
@@ -85,6 +86,7 @@ class CharLM(nn.Module):
 
 def init(cfg: LMConfig, seed: int) -> Model:
     """Fresh parameters with PyTorch's default distributions (not its random stream), seeded."""
+    enable_dtype(cfg)  # before the zeros below: float64 needs x64 on
     zeros = tuple(jnp.zeros((cfg.num_layers, cfg.hidden_size), _dtype(cfg)) for _ in range(cfg.state_count))
     return init_params(cfg, CharLM(cfg), seed, jnp.zeros((1,), jnp.int32), jnp.asarray(1), zeros)
 

@@ -34,6 +34,9 @@ from shared.checkpoint import check_params
 from shared.config import ModelConfig
 from shared.errors import SeqbatchError
 
+__all__ = ["KERNELS", "SequenceClassifier", "default_kernel", "from_params", "gradients", "init", "logits", "loss",
+           "losses", "model_of", "train_state", "train_step"]
+
 KERNELS = ("packed", "padded")
 _VF_RNN = {"rnn_tanh": torch._VF.rnn_tanh, "rnn_relu": torch._VF.rnn_relu, "gru": torch._VF.gru,
            "lstm": torch._VF.lstm}
