@@ -11,7 +11,7 @@ from typing import Any
 
 # module -> function that adds its sub-parser; a module not yet present is skipped.
 SUBCOMMANDS: dict[str, str] = {"parity.harness_cli": "add_parity", "parity.bench_cli": "add_bench",
-                               "parity.kernels": "add_bench_kernels"}
+                               "parity.kernels": "add_bench_kernels", "parity.bench_lm": "add_bench_lm"}
 
 
 def register(sub: Any) -> None:
