@@ -27,10 +27,9 @@ from jaxtyping import Float, Int
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from reference_torch.models.common import DTYPES, default_device, load_params, rnn_module
+from reference_torch.models.common import DTYPES, default_device, load_checked, rnn_module, seeded
 from shared.backend import TORCH_KERNEL_ENV
 from shared.batching import Batch
-from shared.checkpoint import check_params
 from shared.config import ModelConfig
 from shared.errors import SeqbatchError
 
@@ -125,17 +124,11 @@ def _take_steps(x: Float[torch.Tensor, "batch time feature"], index: Int[torch.T
 
 def init(cfg: ModelConfig, seed: int) -> SequenceClassifier:
     """A fresh model with PyTorch's default initialisation, seeded."""
-    gen_state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    try:
-        return SequenceClassifier(cfg)
-    finally:
-        torch.random.set_rng_state(gen_state)
+    return seeded(SequenceClassifier, cfg, seed)
 
 
-def from_params(cfg: ModelConfig, params: dict[str, np.ndarray]) -> SequenceClassifier:
-    check_params(cfg, params, "parameters")
-    return load_params(SequenceClassifier(cfg), params)
+def from_params(cfg: Any, params: dict[str, np.ndarray]) -> SequenceClassifier:
+    return load_checked(SequenceClassifier, cfg, params)
 
 
 def _inputs(model: SequenceClassifier, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:

@@ -36,8 +36,22 @@ def rnn_module(cfg: Any) -> nn.RNNBase:
     )
 
 
-def load_params(model: nn.Module, params: dict[str, np.ndarray]) -> Any:
-    """Copy named NumPy arrays (shared layout, already checked) into `model`, in the model's dtype."""
+def seeded(model_class: type[nn.Module], cfg: Any, seed: int) -> Any:
+    """`model_class(cfg)` with PyTorch's default initialisation drawn from `seed`; the global RNG restored."""
+    gen_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        return model_class(cfg)
+    finally:
+        torch.random.set_rng_state(gen_state)
+
+
+def load_checked(model_class: type[nn.Module], cfg: Any, params: dict[str, np.ndarray]) -> Any:
+    """`model_class(cfg)` holding named NumPy arrays in the shared layout (checked first), in its dtype."""
+    from shared.checkpoint import check_params
+
+    check_params(cfg, params, "parameters")
+    model = model_class(cfg)
     dtype = next(model.parameters()).dtype
     # np.array copies: arrays from JAX are read-only, and torch warns about sharing them.
     model.load_state_dict({k: torch.as_tensor(np.array(v)).to(dtype) for k, v in params.items()})

@@ -19,9 +19,8 @@ from jaxtyping import Float, Int
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from reference_torch.models.common import DTYPES, default_device, load_params, rnn_module
+from reference_torch.models.common import DTYPES, default_device, load_checked, rnn_module, seeded
 from reference_torch.train import make_optimizer
-from shared.checkpoint import check_params
 from shared.config import TrainConfig
 from shared.errors import SeqbatchError
 from shared.kinds.lm import Carry, LMBatch, LMConfig
@@ -68,17 +67,11 @@ class CharLM(nn.Module):
 
 def init(cfg: LMConfig, seed: int) -> CharLM:
     """A fresh model with PyTorch's default initialisation, seeded."""
-    gen_state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    try:
-        return CharLM(cfg)
-    finally:
-        torch.random.set_rng_state(gen_state)
+    return seeded(CharLM, cfg, seed)
 
 
-def from_params(cfg: LMConfig, params: dict[str, np.ndarray]) -> CharLM:
-    check_params(cfg, params, "parameters")
-    return load_params(CharLM(cfg), params)
+def from_params(cfg: Any, params: dict[str, np.ndarray]) -> CharLM:
+    return load_checked(CharLM, cfg, params)
 
 
 def _device(model: CharLM) -> torch.device:
