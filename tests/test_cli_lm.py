@@ -155,6 +155,8 @@ def test_generate_mistakes_end_in_one_line(lm_run: Path, tmp_path: Path, tiny_na
     expect_error(["generate", "--checkpoint", str(classifier / "model.safetensors"), "--prime", "A"],
                  "is a classifier checkpoint")
     expect_error(["predict", "--checkpoint", ckpt, "Anna"], "is a language model")
+    expect_error(["eval", "--checkpoint", ckpt, "--confusion", str(tmp_path / "c.png")], "--confusion apply to")
+    expect_error(["eval", "--checkpoint", ckpt, "--task", "names"], "is a language model (--task charlm)")
 
 
 def test_flags_of_the_other_kind_are_refused(tmp_path: Path, text_file: Path) -> None:

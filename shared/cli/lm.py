@@ -110,6 +110,11 @@ def cmd_eval(a: argparse.Namespace, ckpt: checkpoint.Checkpoint) -> int:
     from shared.lm_training import evaluate_split
 
     data_cfg = _lm_checkpoint(ckpt, a.checkpoint)
+    given = [flag for key, flag in (("confusion", "--confusion"), ("logits_out", "--logits-out"),
+                                    ("max_train", "--max-train"), ("max_test", "--max-test"),
+                                    ("torch_kernel", "--torch-kernel")) if getattr(a, key, None) is not None]
+    if given:
+        raise SeqbatchError(f"{', '.join(given)} apply to classifier checkpoints; {a.checkpoint} is a language model")
     if a.task not in (None, "charlm"):
         raise SeqbatchError(f"{a.checkpoint} is a language model (--task charlm), not {a.task}")
     run = _run_config(a.checkpoint)
