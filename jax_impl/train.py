@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -19,35 +17,12 @@ from jax_impl.models import Model, Params, batch_losses
 from shared.batching import Batch
 from shared.config import ModelConfig, TrainConfig
 from shared.errors import SeqbatchError
+from shared.host_memory import keep_freed_host_memory
 
 # How many times a step was traced (= compiled): the batched step once per (config, batch shape),
 # the per-example baseline (jax_impl/per_example.py) once per (config, sequence length).
 COMPILATIONS: dict[str, int] = {"train_step": 0, "per_example": 0}
 KERNELS = ("scan", "cudnn")
-_HOST_MEMORY_KEPT = False
-
-
-def keep_freed_host_memory() -> None:
-    """Keep XLA:CPU's per-step temporaries in glibc's heap instead of handing them back to the OS.
-
-    A train step allocates tens of MB of temporaries (the saved pre-activations) and frees them at
-    the end; above glibc's mmap threshold each step would mmap them afresh and page-fault every
-    page in again, about a tenth of a CPU step at batch 512. Raising the mmap and trim thresholds
-    (process-wide, once) keeps the pages mapped for the next step. A no-op off glibc.
-    """
-    global _HOST_MEMORY_KEPT
-    if _HOST_MEMORY_KEPT or not sys.platform.startswith("linux"):
-        return
-    _HOST_MEMORY_KEPT = True
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return
-    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
-    libc.mallopt(m_mmap_threshold, 1 << 29)
-    libc.mallopt(m_trim_threshold, 1 << 30)
-
-
 class ClipState(NamedTuple):
     pass
 

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from reference_torch.models import SequenceClassifier
 from shared.batching import Batch
 from shared.config import TrainConfig
+from shared.host_memory import keep_freed_host_memory
 
 
 @dataclass
@@ -29,6 +30,8 @@ def make_optimizer(model: SequenceClassifier, cfg: TrainConfig) -> torch.optim.O
 
 def train_state(model: SequenceClassifier, cfg: TrainConfig) -> TrainState:
     torch.manual_seed(cfg.seed)  # dropout masks
+    if model.head.weight.device.type == "cpu":
+        keep_freed_host_memory()
     return TrainState(model, make_optimizer(model, cfg), cfg)
 
 

@@ -35,9 +35,10 @@ from jax_impl.models.common import (
     init_params,
     run_direction,
 )
-from jax_impl.train import COMPILATIONS, keep_freed_host_memory, make_optimizer
+from jax_impl.train import COMPILATIONS, make_optimizer
 from shared.config import TrainConfig
 from shared.errors import SeqbatchError
+from shared.host_memory import keep_freed_host_memory
 from shared.kinds.lm import Carry, LMBatch, LMConfig
 from shared.layout import parameter_shapes, suffix
 
