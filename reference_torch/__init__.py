@@ -18,23 +18,14 @@ from reference_torch.models import (
     loss,
     losses,
     to_params,
+    train_state,
+    train_step,
 )
 from reference_torch.per_example import gradients as per_example_gradients
 from reference_torch.per_example import train_step as per_example_step
 from reference_torch.train import TrainState
-from shared.kinds import backend_module
 
 name = "torch"
-
-
-def train_state(model: Any, cfg: Any, **kw: Any) -> Any:
-    """A train state for `model` of any kind (its optimizer from `cfg`, a TrainConfig)."""
-    return backend_module("reference_torch", config_of(model)).train_state(model, cfg, **kw)
-
-
-def train_step(state: Any, batch: Any) -> tuple[Any, dict[str, Any]]:
-    """One update; `batch` is the kind's batch type. Metrics: `loss`, `grad_norm`."""
-    return backend_module("reference_torch", config_of(state.model)).train_step(state, batch)
 
 
 def model_of(state: Any) -> Any:

@@ -61,3 +61,28 @@ def backend_module(package: str, cfg_or_kind: Any) -> ModuleType:
     """`<package>.models.<kind>` for a config (or a kind name): where a backend keeps that kind's model."""
     name = cfg_or_kind if isinstance(cfg_or_kind, str) else kind_of(cfg_or_kind).name
     return importlib.import_module(f"{package}.models.{name}")
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    """A backend's functions that serve every model kind, each looking the kind up and calling
+    `<package>.models.<kind>`: both backends build theirs here, so the lookup is written once."""
+
+    package: str
+    config_of: Callable[[Any], Any]
+
+    def init(self, cfg: Any, seed: int) -> Any:
+        """A fresh model of `cfg`'s kind with the library's default initialisation, seeded."""
+        return backend_module(self.package, cfg).init(cfg, seed)
+
+    def from_params(self, cfg: Any, params: dict[str, Any]) -> Any:
+        """A model of `cfg`'s kind holding named arrays in the shared layout."""
+        return backend_module(self.package, cfg).from_params(cfg, params)
+
+    def train_state(self, model: Any, train_cfg: Any, **kw: Any) -> Any:
+        """A train state for `model` of any kind (its optimizer from `train_cfg`, a TrainConfig)."""
+        return backend_module(self.package, self.config_of(model)).train_state(model, train_cfg, **kw)
+
+    def train_step(self, state: Any, batch: Any) -> tuple[Any, dict[str, Any]]:
+        """One update; `batch` is the kind's batch type. Metrics: `loss`, `grad_norm`."""
+        return backend_module(self.package, self.config_of(state.model)).train_step(state, batch)
