@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -123,8 +124,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.optimizer not in ("sgd", "adam"):
             raise SeqbatchError(f"optimizer must be sgd or adam, got {self.optimizer!r}")
-        if self.lr <= 0:
-            raise SeqbatchError(f"lr must be > 0, got {self.lr}")
+        if not (math.isfinite(self.lr) and self.lr > 0):  # `nan <= 0` is False: test the good case
+            raise SeqbatchError(f"lr must be > 0, got {self.lr} (a finite number)")
         if self.batch_size < 1:
             raise SeqbatchError(f"batch_size must be >= 1, got {self.batch_size}")
         if (self.steps is None) == (self.epochs is None):
@@ -133,12 +134,12 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise SeqbatchError(f"{name} must be >= 1, got {value}")
-        if self.momentum < 0:
-            raise SeqbatchError(f"momentum must be >= 0, got {self.momentum}")
+        if not (math.isfinite(self.momentum) and self.momentum >= 0):
+            raise SeqbatchError(f"momentum must be >= 0, got {self.momentum} (a finite number)")
         if self.sampler not in ("random", "epoch", "balanced"):
             raise SeqbatchError(f"sampler must be random, epoch or balanced, got {self.sampler!r}")
-        if self.clip_norm is not None and self.clip_norm <= 0:
-            raise SeqbatchError(f"clip_norm must be > 0, got {self.clip_norm}")
+        if self.clip_norm is not None and not (math.isfinite(self.clip_norm) and self.clip_norm > 0):
+            raise SeqbatchError(f"clip_norm must be > 0, got {self.clip_norm} (a finite number)")
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)

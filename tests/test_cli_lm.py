@@ -164,3 +164,9 @@ def test_flags_of_the_other_kind_are_refused(tmp_path: Path, text_file: Path) ->
                   str(tmp_path / "o")], "--bidirectional apply to the classifier tasks")
     expect_error(["train", "--task", "names", "--seq-length", "50", "--out", str(tmp_path / "o")],
                  "--seq-length apply to --task charlm only")
+
+
+@pytest.mark.parametrize("flag", [["--lr", "nan"], ["--lr", "inf"], ["--clip-norm", "nan"], ["--momentum", "nan"]])
+def test_non_finite_numbers_are_refused_before_training(tmp_path: Path, flag: list[str]) -> None:
+    expect_error(["train", "--task", "charlm", *flag, "--out", str(tmp_path / "o"), "--no-progress"], "must be")
+    assert not (tmp_path / "o").exists()

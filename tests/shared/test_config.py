@@ -75,6 +75,12 @@ def test_model_config_rejects_bad_values(change: dict[str, Any], match: str) -> 
         ({"eval_every": 0}, "eval_every must be >= 1, got 0"),
         ({"momentum": -0.5}, "momentum must be >= 0, got -0.5"),
         ({"clip_norm": 0.0}, "clip_norm must be > 0, got 0.0"),
+        # NaN compares false with everything, so `nan <= 0` let these through and trained NaN weights
+        ({"lr": float("nan")}, "lr must be > 0, got nan"),
+        ({"lr": float("inf")}, "lr must be > 0, got inf"),
+        ({"momentum": float("nan")}, "momentum must be >= 0, got nan"),
+        ({"clip_norm": float("nan")}, "clip_norm must be > 0, got nan"),
+        ({"clip_norm": float("inf")}, "clip_norm must be > 0, got inf"),
         ({"sampler": "bucketed"}, "sampler must be random, epoch or balanced, got 'bucketed'"),
     ],
 )
