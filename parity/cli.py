@@ -1,7 +1,7 @@
-"""Sub-commands that live in `parity/`: `seqbatch parity` and `seqbatch bench`.
+"""Sub-commands that live in `parity/`: `seqbatch parity`, `bench`, `bench-kernels` and `bench-lm`.
 
-`shared/cli.py` calls `register` when the parity package is importable; each sub-command's module
-imports torch and jax only when it runs.
+`shared/cli` loads `register` through the "seqbatch.commands" entry point (pyproject.toml), so
+shared/ never imports parity/; each sub-command's module imports torch and jax only when it runs.
 """
 
 from __future__ import annotations

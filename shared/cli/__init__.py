@@ -9,9 +9,12 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from importlib.metadata import entry_points
 
 from shared.cli import classify, lm
 from shared.errors import SeqbatchError
+
+COMMANDS_GROUP = "seqbatch.commands"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,11 +27,14 @@ def build_parser() -> argparse.ArgumentParser:
     classify.add_eval(sub)
     classify.add_predict(sub)
     lm.add_generate(sub)
-    try:
-        from parity.cli import register
-    except ImportError:
-        pass
-    else:
+    # Other packages add sub-commands through the "seqbatch.commands" entry point group
+    # (parity/ adds parity, bench, bench-lm, bench-kernels; see pyproject.toml): shared/ never
+    # imports them, and a command whose package is missing is simply not offered.
+    for entry in entry_points(group=COMMANDS_GROUP):
+        try:
+            register = entry.load()
+        except ImportError:
+            continue
         register(sub)
     return parser
 
