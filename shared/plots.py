@@ -4,12 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+
+
+def train_series(ax: Any, steps: Sequence[int], losses: Sequence[float], label: str) -> None:
+    """The loss of every step, faint, and (from 20 steps on) its moving mean over ~2 % of the run."""
+    ax.plot(steps, losses, lw=0.6, alpha=0.4, color="C0", label=label)
+    if len(losses) >= 20:
+        w = max(5, len(losses) // 50)
+        smooth = np.convolve(losses, np.ones(w) / w, mode="valid")
+        ax.plot(steps[w - 1 :], smooth, color="C0", label=f"{label} ({w}-step mean)")
 
 
 def loss_curve(
@@ -22,11 +32,7 @@ def loss_curve(
 ) -> None:
     """Training loss per step (raw and smoothed), with optional validation series on a second axis."""
     fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(steps, losses, lw=0.6, alpha=0.4, color="C0", label="train loss")
-    if len(losses) >= 20:
-        w = max(5, len(losses) // 50)
-        smooth = np.convolve(losses, np.ones(w) / w, mode="valid")
-        ax.plot(steps[w - 1 :], smooth, color="C0", label=f"train loss ({w}-step mean)")
+    train_series(ax, steps, losses, "train loss")
     ax.set_xlabel("step")
     ax.set_ylabel("cross-entropy")
     ax.grid(alpha=0.3)
@@ -76,11 +82,7 @@ def lm_curves(
 ) -> None:
     """A language model's training loss per step (raw and smoothed) and validation loss, both in nats/char."""
     fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(steps, losses, lw=0.6, alpha=0.35, color="C0", label="train (per window)")
-    if len(losses) >= 20:
-        w = max(5, len(losses) // 50)
-        ax.plot(steps[w - 1 :], np.convolve(losses, np.ones(w) / w, mode="valid"), color="C0",
-                label=f"train ({w}-step mean)")
+    train_series(ax, steps, losses, "train")
     if val:
         xs, ys = zip(*val, strict=True)
         ax.plot(xs, ys, marker="o", ms=3, color="C1", label="validation")
