@@ -1,4 +1,9 @@
-"""Training with optax under jax.jit: SGD with momentum or Adam, torch's global-norm clipping."""
+"""Training with optax under jax.jit: SGD with momentum or Adam, torch's global-norm clipping.
+
+Also the run state a resumed run needs beyond the weights (shared/runs.py writes it): the optax
+state's leaves as named arrays `optim/<jax.tree_util.keystr path>` (restored into the structure a
+fresh `make_optimizer(cfg).init(params)` has) and the dropout key's data `rng/jax_key`.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from jax_impl import cudnn
@@ -65,6 +71,18 @@ class TrainState:
     cfg: TrainConfig
     step: int = 0
     kernel: str = "scan"
+    frozen: Any = False  # device bool: a bad step came with on_nan="stop" (shared/guard.py)
+
+
+def guard(cfg: TrainConfig, loss: jax.Array, grad_norm: jax.Array, frozen: Any, new: Any, old: Any
+          ) -> tuple[Any, jax.Array, jax.Array]:
+    """shared/guard.py on the device: `new` where the step is good, else `old` (a pytree each);
+    returns (kept, ok, frozen). After a bad step under on_nan="stop" every later step keeps `old`."""
+    ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & ~jnp.asarray(frozen)
+    if cfg.max_loss is not None:
+        ok = ok & (loss <= cfg.max_loss)
+    kept = jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, old)
+    return kept, ok, (jnp.asarray(frozen) | ~ok) if cfg.on_nan == "stop" else jnp.asarray(frozen)
 
 
 @lru_cache(maxsize=32)
@@ -73,18 +91,21 @@ def _compiled_step(model_cfg: ModelConfig, train_cfg: TrainConfig, kernel: str =
     use_dropout = model_cfg.dropout > 0
     losses_of = cudnn.batch_losses if kernel == "cudnn" else batch_losses
 
-    def step(params: Params, opt_state: Any, key: jax.Array, tokens: Any, lengths: Any, labels: Any) -> Any:
+    def step(params: Params, opt_state: Any, key: jax.Array, frozen: Any, tokens: Any, lengths: Any,
+             labels: Any) -> Any:
         COMPILATIONS["train_step"] += 1  # runs at trace time only
-        key, sub = jax.random.split(key)
+        next_key, sub = jax.random.split(key)
 
         def mean_loss(p: Params) -> jax.Array:
             return losses_of(model_cfg, p, tokens, lengths, labels, sub if use_dropout else None).mean()
 
         loss, grads = jax.value_and_grad(mean_loss)(params)
         grad_norm = optax.tree.norm(grads)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        params = optax.apply_updates(params, updates)
-        return params, opt_state, key, {"loss": loss, "grad_norm": grad_norm}
+        updates, new_opt = tx.update(grads, opt_state, params)
+        new_params = optax.apply_updates(params, updates)
+        (params, opt_state, key), ok, frozen = guard(train_cfg, loss, grad_norm, frozen,
+                                                     (new_params, new_opt, next_key), (params, opt_state, key))
+        return params, opt_state, key, frozen, {"loss": loss, "grad_norm": grad_norm, "ok": ok}
 
     return jax.jit(step, donate_argnums=(0, 1))
 
@@ -100,19 +121,73 @@ def train_state(model: Model, cfg: TrainConfig, *, kernel: str = "scan") -> Trai
     # Copy the parameters: the jitted step donates its inputs, and the caller keeps `model`.
     params = jax.tree.map(jnp.array, model.params)
     key = jax.random.key(cfg.seed)
-    return TrainState(Model(model.cfg, params), make_optimizer(cfg).init(params), key, cfg, kernel=kernel)
+    return TrainState(Model(model.cfg, params), make_optimizer(cfg).init(params), key, cfg, kernel=kernel,
+                      frozen=jnp.zeros((), bool))
 
 
 def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, dict[str, Any]]:
     """One update on one batch. Metrics (device scalars): `loss` before the update, `grad_norm`
-    before clipping. Dispatch is asynchronous: reading a metric waits for the step."""
+    before clipping, `ok` (False: a bad step, not applied; shared/guard.py). Dispatch is
+    asynchronous: reading a metric waits for the step."""
     fn = _compiled_step(state.model.cfg, state.cfg, state.kernel)
-    params, opt_state, key, metrics = fn(
-        state.model.params, state.opt_state, state.key, batch.tokens, batch.lengths, batch.labels
+    params, opt_state, key, frozen, metrics = fn(
+        state.model.params, state.opt_state, state.key, state.frozen, batch.tokens, batch.lengths, batch.labels
     )
-    new = dataclasses.replace(state, model=Model(state.model.cfg, params), opt_state=opt_state, key=key)
+    new = dataclasses.replace(state, model=Model(state.model.cfg, params), opt_state=opt_state, key=key,
+                              frozen=frozen)
     return dataclasses.replace(new, step=state.step + 1), metrics
 
 
 def model_of(state: TrainState) -> Model:
     return state.model
+
+
+# ---- the run state beyond the weights (shared/runs.py)
+
+
+def optimizer_arrays(opt_state: Any) -> dict[str, np.ndarray]:
+    leaves, _ = jax.tree_util.tree_flatten_with_path(opt_state)
+    return {f"optim/{jax.tree_util.keystr(path)}": np.asarray(leaf) for path, leaf in leaves}
+
+
+def load_optimizer_arrays(template: Any, arrays: dict[str, np.ndarray]) -> Any:
+    """`template`'s structure (a fresh optimizer state) filled with the saved leaves, checked."""
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
+    names = [f"optim/{jax.tree_util.keystr(path)}" for path, _ in leaves]
+    missing = [n for n in names if n not in arrays]
+    stray = sorted(k for k in arrays if k.startswith("optim/") and k not in set(names))
+    if missing or stray:
+        raise SeqbatchError(f"optimizer state does not match the optimizer (missing {missing[:3]}, "
+                            f"unexpected {stray[:3]})")
+    out = []
+    for name, (_, leaf) in zip(names, leaves, strict=True):
+        value = np.asarray(arrays[name])
+        if value.shape != tuple(leaf.shape) or value.dtype != leaf.dtype:
+            raise SeqbatchError(f"optimizer state {name} is {value.dtype}{list(value.shape)}, "
+                                f"the optimizer wants {leaf.dtype}{list(leaf.shape)}")
+        out.append(jnp.asarray(value))
+    return jax.tree_util.tree_unflatten(treedef, out)
+
+
+def key_arrays(key: jax.Array) -> dict[str, np.ndarray]:
+    return {"rng/jax_key": np.asarray(jax.random.key_data(key))}
+
+
+def load_key(arrays: dict[str, np.ndarray], like: jax.Array) -> jax.Array:
+    data = arrays.get("rng/jax_key")
+    want = jax.random.key_data(like)
+    if data is None or data.shape != want.shape or data.dtype != want.dtype:
+        raise SeqbatchError("the run state has no rng/jax_key of the right shape")
+    return jax.random.wrap_key_data(jnp.asarray(data), impl=jax.random.key_impl(like))
+
+
+def state_arrays(state: TrainState) -> dict[str, np.ndarray]:
+    """Optimizer state and dropout key as named arrays (the weights are saved apart)."""
+    return {**optimizer_arrays(state.opt_state), **key_arrays(state.key)}
+
+
+def restore_state(model: Model, cfg: TrainConfig, arrays: dict[str, np.ndarray], step: int) -> TrainState:
+    """The train state `state_arrays` described, around `model` (its weights already loaded)."""
+    state = train_state(model, cfg)
+    return dataclasses.replace(state, opt_state=load_optimizer_arrays(state.opt_state, arrays),
+                               key=load_key(arrays, state.key), step=step)

@@ -13,7 +13,9 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from parity import flags
 from shared.errors import SeqbatchError
+from shared.paths import writable_dir
 
 # Targets the project set itself (figures to report, not tests): at batch 512, hidden 128, LSTM.
 TARGET_AT = {"cell": "lstm", "hidden": 128, "batch_size": 512}
@@ -84,16 +86,27 @@ def _default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def check_flags(a: argparse.Namespace) -> Path:
+    """Every flag of `seqbatch bench`, then the output folder (created, a probe written): before any work."""
+    flags.at_least(a.repeats, 1, "--repeats")
+    flags.all_at_least(a.hidden, 1, "--hidden")
+    flags.all_at_least(a.batch_sizes, 1, "--batch-sizes")
+    if not a.cells:
+        raise SeqbatchError("--cells: give at least one of rnn, lstm, gru")
+    flags.at_least(a.per_example_n, 1, "--per-example-n")
+    flags.threads(a.threads)
+    flags.existing(a.data)
+    a.device = a.device or _default_device()
+    return writable_dir(a.out or Path(__file__).resolve().parent / "results" / f"bench-{a.device}")
+
+
 def cmd_bench(a: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from parity.bench import BenchConfig, quick, run
 
-    if a.repeats < 1:
-        raise SeqbatchError(f"--repeats must be >= 1, got {a.repeats}")
-    if any(b < 1 for b in a.batch_sizes) or any(h < 1 for h in a.hidden):
-        raise SeqbatchError(f"batch sizes and hidden sizes must be >= 1, got {a.batch_sizes} and {a.hidden}")
-    device = a.device or _default_device()
+    out = check_flags(a)
+    device = a.device
     backends = ("torch", "jax") if a.backend == "both" else (a.backend,)
     cfg = BenchConfig(backends=backends, cells=a.cells, hiddens=a.hidden, batch_sizes=a.batch_sizes, data=a.data,
                       device=device, jax_kernel=a.jax_kernel, repeats=a.repeats, anchors=not a.no_anchors,
@@ -103,7 +116,6 @@ def cmd_bench(a: argparse.Namespace) -> int:
     if a.per_example_n is not None:
         cfg = replace(cfg, per_example_n=a.per_example_n)
     result = run(cfg, progress=not a.no_progress, log=lambda s: print(s, file=sys.stderr))
-    out = a.out or Path(__file__).resolve().parent / "results" / f"bench-{device}"
     for path in write_report(result, out):
         print(f"wrote {path}", file=sys.stderr)
     print(target_table(result["results"]))

@@ -28,10 +28,11 @@ from typing import Any
 
 import numpy as np
 
+from parity import flags
 from shared.backend import get_backend
-from shared.config import TrainConfig
-from shared.errors import SeqbatchError
+from shared.config import CELLS, TrainConfig
 from shared.kinds.lm import LMBatch, LMConfig
+from shared.paths import writable_dir
 
 VOCAB, SEQ, EMBED = 83, 100, 64
 # name -> (hidden, batch); "tiny" is for smoke tests only
@@ -235,7 +236,8 @@ def add_bench_lm(sub: Any) -> None:
     p.add_argument("--sizes", default="small,lesson",
                    help="comma list of small (h128, b128x100) and lesson (h512, b128x100); default both")
     p.add_argument("--cells", default="lstm,gru", help="comma list of cells for the seqbatch rows (default lstm,gru)")
-    p.add_argument("--min-seconds", type=float, default=3.0, help="time each implementation at least this long")
+    p.add_argument("--min-seconds", type=float, default=3.0,
+                   help="time each implementation at least this long (seconds > 0; default 3)")
     p.add_argument("--threads", type=int, default=None, help="pin to this many CPUs (default: all)")
     p.add_argument("--out", type=Path, required=True, help="folder for bench.json, bench.md, throughput.png")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -243,20 +245,15 @@ def add_bench_lm(sub: Any) -> None:
 
 
 def cmd_bench_lm(a: argparse.Namespace) -> int:
-    sizes, cells = tuple(a.sizes.split(",")), tuple(a.cells.split(","))
-    if not set(sizes) <= set(SIZES):
-        raise SeqbatchError(f"--sizes {a.sizes}: choose among {', '.join(SIZES)}")
-    if not set(cells) <= {"lstm", "gru", "rnn_tanh", "rnn_relu"}:
-        raise SeqbatchError(f"--cells {a.cells}: choose among lstm, gru, rnn_tanh, rnn_relu")
-    if a.threads is not None and a.threads < 1:
-        raise SeqbatchError(f"--threads must be >= 1, got {a.threads}")
-    if not a.min_seconds > 0:
-        raise SeqbatchError(f"--min-seconds must be > 0, got {a.min_seconds}")
-    a.out.mkdir(parents=True, exist_ok=True)  # before minutes of work: an unwritable --out fails now
+    sizes = flags.names(flags.split(a.sizes), SIZES, "--sizes")
+    cells = flags.names(flags.split(a.cells), CELLS, "--cells")
+    flags.threads(a.threads)
+    flags.positive_seconds(a.min_seconds, "--min-seconds")
+    out = writable_dir(a.out)  # last, and before minutes of work: an unwritable --out fails now
     result = run(sizes, cells, a.device, min_seconds=a.min_seconds, progress=not a.no_progress, threads=a.threads)
-    (a.out / "bench.json").write_text(json.dumps(result, indent=1) + "\n")
-    (a.out / "bench.md").write_text(markdown(result))
-    plot(result, a.out / "throughput.png")
+    (out / "bench.json").write_text(json.dumps(result, indent=1) + "\n")
+    (out / "bench.md").write_text(markdown(result))
+    plot(result, out / "throughput.png")
     print(markdown(result))
-    print(f"wrote {a.out}/bench.json, bench.md, throughput.png")
+    print(f"wrote {out}/bench.json, bench.md, throughput.png")
     return 0

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from parity import flags, resume
 from parity import harness as H
 from shared.backend import get_backend
 from shared.batching import Batch
@@ -319,15 +320,6 @@ def _settings(steps: int, grid_steps: int, fast: bool, seed: int) -> dict[str, A
 
 
 # ---- the sub-command --------------------------------------------------------------------------
-def _embed(text: str) -> int | None:
-    if text in ("one-hot", "onehot"):
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an embedding size or 'one-hot', got {text!r}") from None
-
-
 def add_parity(sub: Any) -> None:
     p = sub.add_parser(
         "parity", help="check that the torch reference and the JAX port compute the same thing",
@@ -340,7 +332,7 @@ def add_parity(sub: Any) -> None:
     p.add_argument("--cell", choices=CELLS, default="lstm", help="recurrent cell of the single config (default lstm)")
     p.add_argument("--layers", type=int, default=1, help="stacked recurrent layers of the single config (default 1)")
     p.add_argument("--bidirectional", action="store_true", help="the single config runs a reverse direction too")
-    p.add_argument("--embed-dim", type=_embed, default=None, metavar="E|one-hot",
+    p.add_argument("--embed-dim", type=flags.embed, default=None, metavar="E|one-hot",
                    help="embedding size of the single config, or one-hot input (default one-hot)")
     p.add_argument("--hidden", type=int, default=HIDDEN, help=f"hidden size per direction (default {HIDDEN})")
     p.add_argument("--dtype", choices=("float32", "float64", "both"), default="float32",
@@ -363,21 +355,22 @@ def add_parity(sub: Any) -> None:
                    help="also run the backend contract functions themselves (logits ... train_step) on one config")
     p.add_argument("--seed", type=int, default=0, help="seed for weights and batches (default 0)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    resume.add_args(p)
     p.set_defaults(func=cmd_parity)
 
 
 def cmd_parity(a: argparse.Namespace) -> int:
+    if a.resume_check:
+        return resume.cmd_resume_check(a, RESULTS)
+    paths = flags.check_parity(a, RESULTS)  # every flag, then the report paths: before any work
     if a.kind == "lm":
         from parity.lm import cmd_parity_lm
 
-        return cmd_parity_lm(a)
+        return cmd_parity_lm(a, paths)
     if a.steps is None:
         a.steps = H.TRAJ_STEPS
-    if a.steps < 0 or a.grid_steps < 0:
-        raise SeqbatchError(f"--steps and --grid-steps must be >= 0, got {a.steps} and {a.grid_steps}")
-    dtypes = ["float32", "float64"] if a.dtype == "both" else [a.dtype]
     ok = True
-    for dtype in dtypes:
+    for dtype in paths:
         if a.all:
             configs = grid(dtype, a.hidden)
             contract = [c for c in configs if c.cell == "lstm" and representative(c)]
@@ -398,11 +391,7 @@ def cmd_parity(a: argparse.Namespace) -> int:
               f"{min(a.steps, a.grid_steps)} steps for the other {len(configs) - len(full)} configs")
         print(f"{dtype} on {a.device}: {len(configs)} configs, {n_cmp} comparisons, "
               f"{len(report.failures())} failed, {report.seconds:.0f} s")
-        path = a.json or RESULTS / f"parity-{a.device}-{dtype}.json"
-        if a.json and len(dtypes) > 1:
-            path = path.with_name(f"{path.stem}-{dtype}{path.suffix}")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(report.to_json() + "\n")
-        print(f"wrote {path}")
+        paths[dtype].write_text(report.to_json() + "\n")
+        print(f"wrote {paths[dtype]}")
         ok = ok and report.passed
     return 0 if ok else 1

@@ -17,11 +17,12 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from parity import flags
 from parity.bench import _backend_step, batch_pool, machine_info, measure, use_device
 from shared.backend import torch_kernel
-from shared.config import ModelConfig, TrainConfig
+from shared.config import CELLS, ModelConfig, TrainConfig
 from shared.dataset import imdb_dataset
-from shared.errors import SeqbatchError
+from shared.paths import writable_dir
 from shared.text import TextConfig
 
 SHAPES = {"1": (1, False), "3bi": (3, True), "2bi": (2, True), "1bi": (1, True)}
@@ -108,11 +109,11 @@ def add_bench_kernels(sub: Any) -> None:
                        description=__doc__)
     p.add_argument("--data", type=Path, default=None,
                    help="IMDB folder (e.g. ../shared/data/imdb); default: the embedded synthetic reviews")
-    p.add_argument("--cells", type=lambda t: tuple(t.split(",")), default=("lstm", "gru", "rnn_tanh"),
+    p.add_argument("--cells", type=flags.split, default=("lstm", "gru", "rnn_tanh"),
                    help="comma-separated cells among rnn_tanh, rnn_relu, lstm, gru (default lstm,gru,rnn_tanh)")
-    p.add_argument("--shapes", type=lambda t: tuple(t.split(",")), default=("1", "3bi"),
+    p.add_argument("--shapes", type=flags.split, default=("1", "3bi"),
                    help=f"comma-separated layer shapes among {', '.join(SHAPES)} (default 1,3bi)")
-    p.add_argument("--max-lens", type=lambda t: tuple(int(x) for x in t.split(",")), default=(100, 200, 400),
+    p.add_argument("--max-lens", type=flags.int_list, default=(100, 200, 400),
                    help="comma-separated --max-len values (default 100,200,400)")
     p.add_argument("--batch-size", type=int, default=32, help="examples per step (default 32, the source's)")
     p.add_argument("--pool", type=int, default=4, help="batches per measurement, drawn across the epoch (default 4)")
@@ -124,11 +125,17 @@ def add_bench_kernels(sub: Any) -> None:
 
 
 def cmd_bench_kernels(a: argparse.Namespace) -> int:
-    bad = [s for s in a.shapes if s not in SHAPES]
-    if bad:
-        raise SeqbatchError(f"--shapes {','.join(bad)}: choose among {', '.join(SHAPES)}")
+    a.cells = flags.names(a.cells, CELLS, "--cells")
+    a.shapes = flags.names(a.shapes, SHAPES, "--shapes")
+    flags.all_at_least(a.max_lens, 1, "--max-lens")
+    flags.at_least(a.batch_size, 1, "--batch-size")
+    flags.at_least(a.pool, 1, "--pool")
+    flags.at_least(a.max_train, 1, "--max-train")
+    flags.threads(a.threads)
+    flags.existing(a.data)
+    out = writable_dir(a.out)  # last, and before minutes of work
     report = run(a)
-    write(report, a.out)
-    print((a.out / "kernels.md").read_text(), end="")
-    print(f"wrote {a.out}/kernels.json, kernels.md, kernels.png", file=sys.stderr)
+    write(report, out)
+    print((out / "kernels.md").read_text(), end="")
+    print(f"wrote {out}/kernels.json, kernels.md, kernels.png", file=sys.stderr)
     return 0

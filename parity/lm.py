@@ -193,21 +193,17 @@ def table(results: list[tuple[str, H.ConfigResult]]) -> str:
     return "\n".join([lines[0], "-" * len(lines[0]), *lines[1:]])
 
 
-def cmd_parity_lm(a: Any) -> int:
-    """`seqbatch parity --kind lm [--all]`: one config (--cell, --layers, --embed-dim) or the grid."""
+def cmd_parity_lm(a: Any, paths: dict[str, Path]) -> int:
+    """`seqbatch parity --kind lm [--all]`: one config (--cell, --layers, --embed-dim) or the grid; the
+    flags and the report `paths` (one per dtype) were checked by `parity.flags.check_parity`."""
     import json
     import sys
 
-    from parity.harness_cli import RESULTS, backend_settings
-    from shared.errors import SeqbatchError
+    from parity.harness_cli import backend_settings
 
-    if a.bidirectional:
-        raise SeqbatchError("--bidirectional: a language model reads left to right only")
     steps = WINDOWS if a.steps is None else a.steps
-    if steps < 1:
-        raise SeqbatchError(f"--steps must be >= 1 for the LM, got {steps}")
     ok = True
-    for dtype in (["float32", "float64"] if a.dtype == "both" else [a.dtype]):
+    for dtype in paths:
         start = time.perf_counter()
         if a.all:
             results = run_grid(dtype, device=a.device, seed=a.seed, steps=steps, progress=not a.no_progress)
@@ -225,11 +221,7 @@ def cmd_parity_lm(a: Any) -> int:
         n_cmp = sum(len(r.comparisons) for _, r in results)
         print(f"lm {dtype} on {a.device}: {len(results)} configs, {n_cmp} comparisons, {len(failed)} failed, "
               f"{seconds:.0f} s")
-        path = a.json or RESULTS / f"parity-lm-{a.device}-{dtype}.json"
-        if a.json and a.dtype == "both":
-            path = path.with_name(f"{path.stem}-{dtype}{path.suffix}")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(report_json(dtype, a.device, results, seconds), indent=1) + "\n")
-        print(f"wrote {path}")
+        paths[dtype].write_text(json.dumps(report_json(dtype, a.device, results, seconds), indent=1) + "\n")
+        print(f"wrote {paths[dtype]}")
         ok = ok and not failed
     return 0 if ok else 1

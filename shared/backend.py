@@ -26,6 +26,7 @@ BACKENDS: dict[str, str] = {"torch": "reference_torch", "jax": "jax_impl"}
 # (same names, same meaning, plus the carried state for a language model; see `kind_module`).
 CONTRACT: tuple[str, ...] = ("name", "init", "from_params", "to_params", "config_of", "load", "save", "logits",
                              "losses", "loss", "gradients", "train_state", "train_step", "model_of",
+                             "state_arrays", "restore_state",
                              "per_example_step", "per_example_gradients")
 TORCH_KERNEL_ENV = "SEQBATCH_TORCH_KERNEL"  # packed (default) or padded: see reference_torch/models.py
 
@@ -69,6 +70,8 @@ class Backend(Protocol):
     def train_state(self, model: Any, train_cfg: TrainConfig) -> Any: ...
     def train_step(self, state: Any, batch: Any) -> tuple[Any, dict[str, Any]]: ...
     def model_of(self, state: Any) -> Any: ...
+    def state_arrays(self, state: Any) -> dict[str, np.ndarray]: ...
+    def restore_state(self, model: Any, train_cfg: TrainConfig, arrays: dict[str, np.ndarray], step: int) -> Any: ...
 
 
 def kind_module(backend: Backend, cfg_or_kind: Any) -> Any:

@@ -11,6 +11,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
+
 from shared.errors import SeqbatchError
 
 Cell = Literal["rnn_tanh", "rnn_relu", "lstm", "gru"]
@@ -34,6 +36,15 @@ def check_recurrent(cfg: Any, positive: tuple[str, ...]) -> None:
         raise SeqbatchError(f"dropout must be in [0, 1), got {cfg.dropout}")
     if cfg.dtype not in ("float32", "float64"):
         raise SeqbatchError(f"dtype must be float32 or float64, got {cfg.dtype!r}")
+
+
+SEED_LIMIT = 2**32  # NumPy's and torch's seeds: 0 <= seed < 2**32
+
+
+def check_seed(seed: int, flag: str = "seed") -> None:
+    """Seeds are integers in [0, 2**32): NumPy refuses negatives, torch and JAX wrap larger ones."""
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not 0 <= int(seed) < SEED_LIMIT:
+        raise SeqbatchError(f"{flag} must be an integer in [0, 2**32), got {seed!r}")
 
 
 def config_from_dict(cls: type, d: dict[str, Any], required: set[str]) -> Any:
@@ -120,6 +131,11 @@ class TrainConfig:
     seed: int = 0
     sampler: Literal["random", "epoch", "balanced"] = "random"
     eval_every: int = 100
+    # The divergence guard (shared/guard.py): a step whose loss or gradient norm is not finite, or
+    # whose mean loss exceeds `max_loss` (nats; None: no bound), is not applied. "stop" freezes the
+    # state there and the run ends (exit 3); "skip" drops that batch and trains on.
+    on_nan: Literal["stop", "skip"] = "stop"
+    max_loss: float | None = 100.0
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("sgd", "adam"):
@@ -134,12 +150,17 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise SeqbatchError(f"{name} must be >= 1, got {value}")
-        if not (math.isfinite(self.momentum) and self.momentum >= 0):
-            raise SeqbatchError(f"momentum must be >= 0, got {self.momentum} (a finite number)")
+        if not (math.isfinite(self.momentum) and 0 <= self.momentum < 1):
+            raise SeqbatchError(f"momentum must be in [0, 1), got {self.momentum}")
         if self.sampler not in ("random", "epoch", "balanced"):
             raise SeqbatchError(f"sampler must be random, epoch or balanced, got {self.sampler!r}")
         if self.clip_norm is not None and not (math.isfinite(self.clip_norm) and self.clip_norm > 0):
             raise SeqbatchError(f"clip_norm must be > 0, got {self.clip_norm} (a finite number)")
+        if self.on_nan not in ("stop", "skip"):
+            raise SeqbatchError(f"on_nan must be stop or skip, got {self.on_nan!r}")
+        if self.max_loss is not None and not (math.isfinite(self.max_loss) and self.max_loss > 0):
+            raise SeqbatchError(f"max_loss must be > 0, got {self.max_loss} (a finite number)")
+        check_seed(self.seed)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)

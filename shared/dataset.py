@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import unicodedata
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,20 +15,49 @@ from shared.batching import Batch, pad
 from shared.errors import SeqbatchError
 from shared.examples import Examples
 from shared.imdb import load_imdb
-from shared.names import load_names_or_default
+from shared.names import MAX_NAME_CHARS, load_names_or_default
 from shared.splits import Splits, deduplicate, stratified_split
 from shared.text import TextConfig, text_tokens
 from shared.vocab import UNK, Vocab
 
 Tokenizer = Callable[[str], list[str]]
+# Most entries a character vocabulary keeps (pad and unk included). The real names data has 87
+# characters, the embedded default 234; Chinese or Japanese names in their own scripts would
+# need a few thousand.
+MAX_CHAR_VOCAB = 5000
 
 
 def name_chars(name: str) -> list[str]:
-    """A surname as characters (NFC, surrounding whitespace stripped). Empty names are an error."""
+    """A surname as characters (NFC, surrounding whitespace stripped). Empty names, and names
+    longer than MAX_NAME_CHARS (the data loader skips those too), are an error."""
     text = unicodedata.normalize("NFC", name).strip()
     if not text:
         raise SeqbatchError(f"empty name {name!r}: give at least one character")
+    if len(text) > MAX_NAME_CHARS:
+        raise SeqbatchError(f"name {text[:30]!r}... has {len(text)} characters; names may have at most "
+                            f"{MAX_NAME_CHARS}")
     return list(text)
+
+
+def check_classes(data: Examples, source: str) -> None:
+    """SeqbatchError unless the training examples hold at least two labels: a classifier of one
+    class learns nothing, and (names) ModelConfig would refuse it with a less helpful message."""
+    present = sorted({data.label_names[i] for i in data.labels})
+    if len(present) < 2:
+        raise SeqbatchError(f"{source}: the training data has {len(present)} label(s) ({', '.join(present)}); "
+                            "a classifier needs examples of at least two")
+
+
+def char_vocab(seqs: Iterable[Sequence[str]], source: str) -> Vocab:
+    """A character vocabulary fitted on the training sequences, capped at MAX_CHAR_VOCAB entries
+    (the rarest characters read as <unk>, with a warning): a file of random Unicode would
+    otherwise give a one-hot input a million wide."""
+    full = Vocab.fit(seqs)
+    if len(full) <= MAX_CHAR_VOCAB:
+        return full
+    warnings.warn(f"{source}: {len(full) - 2} distinct characters; the {MAX_CHAR_VOCAB - 2} most frequent are "
+                  "kept, the rest read as <unk>", stacklevel=3)
+    return Vocab(full.tokens[:MAX_CHAR_VOCAB])
 
 
 @dataclass(frozen=True)
@@ -72,9 +101,11 @@ def encode_splits(splits: Splits, tokenize: Tokenizer, vocab: Vocab, source: str
 def names_dataset(data_dir: str | Path | None, *, seed: int = 0) -> Dataset:
     """Names: load (or the embedded default), dedup + stratified 80/10/10, char vocab from train."""
     examples = load_names_or_default(data_dir)
+    source = "default (faker surnames)" if data_dir is None else str(data_dir)
+    check_classes(examples, source)
     splits = stratified_split(examples, seed=seed)
-    vocab = Vocab.fit(name_chars(t) for t in splits.train.texts)
-    return encode_splits(splits, name_chars, vocab, "default (faker surnames)" if data_dir is None else str(data_dir))
+    vocab = char_vocab((name_chars(t) for t in splits.train.texts), source)
+    return encode_splits(splits, name_chars, vocab, source)
 
 
 def subsample(data: Examples, n: int | None, *, seed: int, what: str) -> Examples:
@@ -103,6 +134,7 @@ def imdb_dataset(
     checkpoint's, to evaluate it on the same splits)."""
     train_all, test, source = load_imdb(data_dir)
     train_all = subsample(deduplicate(train_all), max_train, seed=seed, what="max_train")
+    check_classes(train_all, source)
     test = subsample(test, max_test, seed=seed, what="max_test")
     splits = stratified_split(train_all, val=0.1, test=0.0, seed=seed)
     tokens = {name: [text_tokens(t, text_cfg) for t in ex.texts]

@@ -29,7 +29,10 @@ def read_csv(path: str | Path, *, limit: int | None = None) -> Examples:
 
     Read with the csv module, never by splitting lines: reviews hold U+0085 (which
     `str.splitlines` treats as a line break) and tabs. `limit` stops after that many rows (the
-    files are sorted negative first, so a prefix holds one class).
+    files are sorted negative first, so a prefix holds one class). Strict quoting: a quote left
+    open would otherwise swallow the rest of the file into one review; a field may hold at most
+    `csv.field_size_limit()` (131,072) characters, ten times the longest IMDB review. Both end in
+    a SeqbatchError naming the file and line, as do bytes that are not UTF-8 or not xz.
     """
     path = Path(path)
     if not path.is_file():
@@ -37,23 +40,34 @@ def read_csv(path: str | Path, *, limit: int | None = None) -> Examples:
     opener = lzma.open if path.suffix == ".xz" else open
     texts: list[str] = []
     labels: list[int] = []
+    start = 1  # the line the row being read starts on: where an unclosed quote opened
     try:
-        with opener(path, "rt", encoding="utf-8", newline="") as f:  # type: ignore[operator]
-            rows = csv.reader(f)
+        # utf-8-sig: spreadsheet programs start a CSV with a byte-order mark; it is not part of "id".
+        with opener(path, "rt", encoding="utf-8-sig", newline="") as f:  # type: ignore[operator]
+            rows = csv.reader(f, strict=True)
             header = next(rows, None)
+            start = rows.line_num + 1
+            if header is None:
+                raise SeqbatchError(f"{path}: the file is empty (expected the header {','.join(CSV_HEADER)})")
             if header != CSV_HEADER:
-                raise SeqbatchError(f"{path}: line 1 is {header!r}, expected the header {','.join(CSV_HEADER)}")
+                raise SeqbatchError(f"{path}: line 1 is {str(header)[:200]}, expected the header "
+                                    f"{','.join(CSV_HEADER)}")
             for row in rows:
                 if limit is not None and len(texts) >= limit:
                     break
                 if len(row) != len(CSV_HEADER):
                     raise SeqbatchError(f"{path}: line {rows.line_num} has {len(row)} fields, expected 4")
                 if row[2] not in LABELS:
-                    raise SeqbatchError(f"{path}: line {rows.line_num}: unknown sentiment {row[2]!r}")
+                    raise SeqbatchError(f"{path}: line {rows.line_num}: unknown sentiment {row[2][:40]!r}")
                 texts.append(row[3])
                 labels.append(LABELS.index(row[2]))
-    except (UnicodeDecodeError, lzma.LZMAError, EOFError, csv.Error) as e:
+                start = rows.line_num + 1
+    except csv.Error as e:  # broken quoting, a field past the size limit
+        raise SeqbatchError(f"{path}: the row from line {start} is not valid CSV ({e}; an unclosed quote?)") from e
+    except (UnicodeDecodeError, lzma.LZMAError, EOFError) as e:
         raise SeqbatchError(f"{path}: not a readable UTF-8 csv.xz file ({e})") from e
+    except OSError as e:
+        raise SeqbatchError(f"{path}: cannot be read ({e.strerror or e})") from e
     if not texts:
         raise SeqbatchError(f"{path}: no reviews")
     return Examples(texts, labels, list(LABELS))
@@ -72,7 +86,7 @@ def read_acl_split(folder: str | Path) -> Examples:
         d = root / sub
         if not d.is_dir():
             raise SeqbatchError(f"aclImdb folder {str(root)!r} lacks {sub}/")
-        files = [p for p in d.iterdir() if p.suffix == ".txt"]
+        files = [p for p in d.iterdir() if p.suffix == ".txt" and p.is_file()]
         bad = [p.name for p in files if not _ACL_NAME.match(p.name)]
         if bad:
             raise SeqbatchError(f"{d}: file name {bad[0]!r} is not <id>_<rating>.txt")
@@ -81,6 +95,8 @@ def read_acl_split(folder: str | Path) -> Examples:
                 texts.append(p.read_bytes().decode("utf-8"))
             except UnicodeDecodeError as e:
                 raise SeqbatchError(f"{p}: not UTF-8 ({e.reason} at byte {e.start})") from e
+            except OSError as e:
+                raise SeqbatchError(f"{p}: cannot be read ({e.strerror or e})") from e
             labels.append(label)
     if not texts:
         raise SeqbatchError(f"aclImdb folder {str(root)!r} holds no reviews")

@@ -82,3 +82,30 @@ def init_bound(cfg: Any, name: str) -> float | None:
     from shared.kinds import kind_of
 
     return kind_of(cfg).init_bound(cfg, name)
+
+
+def training_bytes(cfg: Any) -> int:
+    """Bytes a training run holds per parameter set at least: weights, gradients and two optimizer
+    moments (Adam), in the config's dtype. Activations come on top."""
+    import math
+
+    count = sum(math.prod(s) for s in parameter_shapes(cfg).values())
+    return count * (8 if cfg.dtype == "float64" else 4) * 4
+
+
+def check_fits_memory(cfg: Any) -> None:
+    """Refuse a model whose weights, gradients and optimizer state alone exceed this machine's memory
+    (before anything is allocated: torch and XLA would otherwise fail deep inside with a traceback)."""
+    import os
+
+    from shared.errors import SeqbatchError
+
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not a POSIX system: let the allocator decide
+        return
+    need = training_bytes(cfg)
+    if need > total:
+        raise SeqbatchError(f"the model needs at least {need / 2**30:.1f} GiB for its weights, gradients and "
+                            f"optimizer state; this machine has {total / 2**30:.1f} GiB: lower --hidden, --layers "
+                            "or --embed-dim")

@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import json
 import math
-import unicodedata
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from jaxtyping import Int
@@ -35,11 +35,14 @@ from sklearn.model_selection import train_test_split
 from shared.batching import Sampler, bucket_length
 from shared.errors import SeqbatchError
 from shared.kinds.lm import LMBatch
+from shared.textfiles import read_utf8, txt_files
 from shared.vocab import PAD, Vocab
 
 NEWLINE = "\n"  # frames each document; in stream text it is just a character
 Batching = Literal["stream", "documents"]
 FRACTIONS = (0.9, 0.05, 0.05)  # train / val / test: contiguous for a stream, seeded random for documents
+MAX_DOC_CHARS = 10_000  # the longest document (see load_documents)
+MAX_VOCAB = 5000  # most characters (pad and unk included) a fitted vocabulary keeps; the rarest read as <unk>
 
 
 @dataclass(frozen=True)
@@ -50,27 +53,33 @@ class LMDataConfig:
     doc_unit: Literal["line", "file"] = "line"  # documents read from a folder or file: a line or a file each
     seed: int = 0  # the document split's seed (a stream's split is contiguous and needs none)
 
+    def __post_init__(self) -> None:
+        if self.batching not in ("stream", "documents"):
+            raise SeqbatchError(f"LM batching must be stream or documents, got {self.batching!r:.60}")
+        if self.doc_unit not in ("line", "file"):
+            raise SeqbatchError(f"LM doc_unit must be line or file, got {self.doc_unit!r:.60}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise SeqbatchError(f"LM data seed must be an integer, got {self.seed!r:.60}")
+
     def to_json(self) -> str:
         return json.dumps({"task": "charlm", **asdict(self)}, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: Any) -> LMDataConfig:
+        if not isinstance(d, dict):
+            raise SeqbatchError(f"LM data metadata must be a JSON object, got {type(d).__name__}")
+        missing = sorted({"batching", "doc_unit", "seed"} - d.keys())
+        if missing:
+            raise SeqbatchError(f"LM data metadata lacks {missing}")
+        return cls(batching=d["batching"], doc_unit=d["doc_unit"], seed=d["seed"])
 
     @classmethod
     def from_json(cls, text: str) -> LMDataConfig:
         try:
             d = json.loads(text)
-            return cls(batching=d["batching"], doc_unit=d["doc_unit"], seed=int(d["seed"]))
-        except (ValueError, KeyError, TypeError) as e:
-            raise SeqbatchError(f"LM data metadata is not valid: {e} (in {text[:200]!r})") from e
-
-
-def read_utf8(path: Path) -> str:
-    """A whole UTF-8 file with universal newlines (CRLF and CR become \\n), NFC-normalised."""
-    raw = path.read_bytes().removeprefix(b"\xef\xbb\xbf")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise SeqbatchError(f"{path}: line {line} is not UTF-8 ({e.reason} at byte {e.start})") from e
-    return unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n"))
+        except (ValueError, RecursionError) as e:
+            raise SeqbatchError(f"LM data metadata is not valid JSON: {e} (in {text[:200]!r})") from e
+        return cls.from_dict(d)
 
 
 def default_corpus() -> tuple[str, str]:
@@ -84,15 +93,27 @@ def default_corpus() -> tuple[str, str]:
 
 
 def load_documents(path: Path, unit: str) -> list[str]:
-    """Documents from a file or a folder of `.txt` files: each non-blank line, or each whole file."""
-    files = sorted(p for p in path.glob("*.txt") if p.is_file()) if path.is_dir() else [path]
+    """Documents from a file or a folder of `.txt` files: each non-blank line, or each whole file.
+
+    A document longer than MAX_DOC_CHARS is an error naming its file (and line): every document
+    is one sequence, so one 10 MB line would make its batch 10 million steps wide; stream
+    batching is the way to read long text.
+    """
+    files = txt_files(path) if path.is_dir() else [path]
     if not files:
         raise SeqbatchError(f"data folder {str(path)!r} holds no .txt files")
     docs: list[str] = []
     for f in files:
         text = read_utf8(f)
         parts = [text] if unit == "file" else text.split(NEWLINE)
-        docs += [p.strip() for p in parts if p.strip()]
+        for i, part in enumerate(parts):
+            doc = part.strip()
+            if len(doc) > MAX_DOC_CHARS:
+                where = f"{f}" if unit == "file" else f"{f}: line {i + 1}"
+                raise SeqbatchError(f"{where}: a document of {len(doc):,} characters; documents may have at most "
+                                    f"{MAX_DOC_CHARS:,} (use --lm-batching stream for long text)")
+            if doc:
+                docs.append(doc)
     if not docs:
         raise SeqbatchError(f"{path}: no text (every line is blank)")
     return docs
@@ -150,6 +171,13 @@ def load_lm_data(data: str | Path | None, cfg: LMDataConfig, vocab: Vocab | None
     if vocab is None:
         train_texts = parts[0] if isinstance(parts[0], list) else [parts[0]]
         vocab = Vocab.fit([[NEWLINE], *(list(t) for t in train_texts)])
+        if len(vocab) > MAX_VOCAB:  # random Unicode would give a one-hot input a million wide
+            warnings.warn(f"{source}: {len(vocab) - 2} distinct characters; the {MAX_VOCAB - 2} most frequent "
+                          "are kept, the rest read as <unk>", stacklevel=2)
+            kept = vocab.tokens[:MAX_VOCAB]
+            if NEWLINE not in kept:  # it frames every document and primes the generator
+                kept = (*kept[:-1], NEWLINE)
+            vocab = Vocab(kept)
 
     def encode(part: str | list[str]) -> list[np.ndarray]:
         if isinstance(part, str):
@@ -245,9 +273,17 @@ def batches_per_epoch(data: LMData, batch_size: int, seq_length: int) -> int:
 
 
 def check_trainable(data: LMData, batch_size: int, seq_length: int) -> None:
-    """SeqbatchError unless the train split holds at least one batch of windows."""
-    if data.cfg.batching == "stream" and windows_per_epoch(len(data.train[0]), batch_size, seq_length) < 1:
+    """SeqbatchError unless the train split holds at least one batch of windows, and (a stream)
+    validation and test hold a character and its next one each: else evaluation would fail only
+    after the training (a 30-character text leaves 1 character of validation)."""
+    if data.cfg.batching != "stream":
+        return  # 20 documents or more, each framed by newlines: every split has a sequence to score
+    if windows_per_epoch(len(data.train[0]), batch_size, seq_length) < 1:
         raise SeqbatchError(
             f"{data.source}: the train split has {len(data.train[0])} characters, fewer than one batch of "
             f"windows needs ({batch_size} rows x {seq_length} + 1 = {batch_size * seq_length + 1}); "
             "lower --batch-size or --seq-length, or give more text")
+    for split in ("val", "test"):
+        if len(data.split(split)[0]) < 2:
+            raise SeqbatchError(f"{data.source}: the {split} split (5 % of the text) has {len(data.split(split)[0])} "
+                                "character(s); scoring it needs two; give more text")

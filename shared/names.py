@@ -8,6 +8,11 @@ from pathlib import Path
 
 from shared.errors import SeqbatchError
 from shared.examples import Examples
+from shared.textfiles import lines, read_utf8, txt_files
+
+# The longest name a data file may hold: the real tutorial data's longest is 20 characters, the
+# embedded default's 40. Longer lines are skipped with a warning; `name_chars` refuses them.
+MAX_NAME_CHARS = 64
 
 # The default data set: real surnames per locale from Faker's person providers (a maintained
 # registry package we depend on), in Latin, Greek and Cyrillic scripts. Locale -> label.
@@ -33,41 +38,43 @@ DEFAULT_LOCALES: dict[str, str] = {
 def load_names(folder: str | Path) -> Examples:
     """Read a folder of `<Label>.txt` files, one name per line (UTF-8); the file name is the label.
 
-    Blank lines are skipped and counted in one warning; text is NFC-normalised and stripped of
-    surrounding whitespace. Raises SeqbatchError for a missing or empty folder and for a file
-    that is not UTF-8 (naming the file and line).
+    Text is NFC-normalised and stripped of surrounding whitespace; CRLF and CR end lines too.
+    Skipped, each kind counted in one warning: blank lines; names longer than MAX_NAME_CHARS
+    characters (a surname is short: a longer line is a paragraph or a binary file, and one 10 MB
+    line would make every batch 10 MB wide); other entries of the folder (shared/textfiles.py:
+    a `German.TXT` or `French.csv` is named, hidden and `.md` files pass quietly).
+    Raises SeqbatchError for a missing or empty folder, a file that is not UTF-8 or holds a NUL
+    (naming the file and line), and a label file left with no names (naming the file).
     """
     root = Path(folder)
     if not root.is_dir():
         raise SeqbatchError(f"data folder {str(root)!r} does not exist or is not a folder")
-    files = sorted(p for p in root.glob("*.txt") if p.is_file())
+    files = txt_files(root)
     if not files:
         raise SeqbatchError(f"data folder {str(root)!r} holds no <Label>.txt files")
     label_names = [p.stem for p in files]
     texts: list[str] = []
     labels: list[int] = []
     blank: dict[str, int] = {}
+    long: dict[str, int] = {}
     for label, path in enumerate(files):
-        # Editors on Windows start UTF-8 files with a byte-order mark; it is not part of the first name.
-        raw = path.read_bytes().removeprefix(b"\xef\xbb\xbf")
-        for lineno, line in enumerate(raw.split(b"\n"), start=1):
-            try:
-                text = line.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise SeqbatchError(f"{path}: line {lineno} is not UTF-8 ({e.reason} at byte {e.start})") from e
-            text = unicodedata.normalize("NFC", text).strip()
+        for line in lines(read_utf8(path)):
+            text = line.strip()
             if not text:
-                if lineno < raw.count(b"\n") + 1 or line.strip():  # the empty tail after the last \n is no line
-                    blank[path.name] = blank.get(path.name, 0) + 1
-                continue
-            texts.append(text)
-            labels.append(label)
-    if blank:
-        where = ", ".join(f"{name}: {n}" for name, n in sorted(blank.items()))
-        warnings.warn(f"skipped {sum(blank.values())} blank line(s) in {root} ({where})", stacklevel=2)
+                blank[path.name] = blank.get(path.name, 0) + 1
+            elif len(text) > MAX_NAME_CHARS:
+                long[path.name] = long.get(path.name, 0) + 1
+            else:
+                texts.append(text)
+                labels.append(label)
+    for what, counts in (("blank line(s)", blank), (f"line(s) longer than {MAX_NAME_CHARS} characters", long)):
+        if counts:
+            where = ", ".join(f"{name}: {n}" for name, n in sorted(counts.items()))
+            warnings.warn(f"skipped {sum(counts.values())} {what} in {root} ({where})", stacklevel=2)
     if not texts:
         raise SeqbatchError(f"data folder {str(root)!r} holds no names (all files are empty)")
-    empty = [label_names[i] for i in range(len(files)) if i not in set(labels)]
+    present = set(labels)
+    empty = [files[i].name for i in range(len(files)) if i not in present]
     if empty:
         raise SeqbatchError(f"{root}: label file(s) with no names: {', '.join(empty)}")
     return Examples(texts, labels, label_names)

@@ -35,6 +35,11 @@ _SPACES = re.compile(r"\s+")
 # Words keep inner apostrophes ("don't", "director's"); "!" and "?" are tokens of their own because
 # they carry sentiment, while other punctuation mostly lengthens the sequences the RNN must walk.
 _WORD = re.compile(r"\w+(?:'\w+)*|[!?]")
+# The most tokens one review may keep: `max_len` may not exceed it, and with `max_len=None` (keep
+# all) a longer review is refused rather than turned into a batch as wide as itself (one 10 MB
+# review at char level would be a 10-million-step batch). The longest real IMDB review has
+# 13,704 characters.
+MAX_TOKENS = 20_000
 
 
 @dataclass(frozen=True)
@@ -45,8 +50,8 @@ class TextConfig:
     - `lowercase`: fold case before tokenizing;
     - `stop_words`: drop scikit-learn's ENGLISH_STOP_WORDS (note: that list holds "not", "no",
       "nor", so negations go too); at char level, the words left are re-joined by single spaces;
-    - `max_len`: keep at most this many tokens (None: all); `truncate` says which ones ("pre"
-      keeps the end, "post" keeps the front);
+    - `max_len`: keep at most this many tokens (None: all, up to MAX_TOKENS); `truncate` says
+      which ones ("pre" keeps the end, "post" keeps the front);
     - `min_freq`, `max_vocab`: the vocabulary keeps tokens seen `min_freq` times in the training
       part, the `max_vocab` most frequent (pad and unk included); the rest read as <unk>.
     """
@@ -60,12 +65,21 @@ class TextConfig:
     max_vocab: int | None = 20000
 
     def __post_init__(self) -> None:
+        # Types first: the config also comes from a checkpoint's JSON, where 2.5 or "2" can stand.
+        for name in ("lowercase", "stop_words"):
+            if not isinstance(getattr(self, name), bool):
+                raise SeqbatchError(f"text config: {name} must be bool, got {getattr(self, name)!r:.60}")
+        for name, optional in (("max_len", True), ("min_freq", False), ("max_vocab", True)):
+            value = getattr(self, name)
+            if not (value is None and optional) and (not isinstance(value, int) or isinstance(value, bool)):
+                raise SeqbatchError(f"text config: {name} must be int{' or None' if optional else ''}, "
+                                    f"got {value!r:.60}")
         if self.level not in ("word", "char"):
             raise SeqbatchError(f"text level must be word or char, got {self.level!r}")
         if self.truncate not in ("pre", "post"):
             raise SeqbatchError(f"truncate must be pre or post, got {self.truncate!r}")
-        if self.max_len is not None and self.max_len < 1:
-            raise SeqbatchError(f"max_len must be >= 1 or None, got {self.max_len}")
+        if self.max_len is not None and not 1 <= self.max_len <= MAX_TOKENS:
+            raise SeqbatchError(f"max_len must be in 1..{MAX_TOKENS} or None, got {self.max_len}")
         if self.min_freq < 1:
             raise SeqbatchError(f"min_freq must be >= 1, got {self.min_freq}")
         if self.max_vocab is not None and self.max_vocab < 3:
@@ -75,13 +89,20 @@ class TextConfig:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
     @classmethod
+    def from_dict(cls, d: Any) -> TextConfig:
+        """From a JSON object; unknown keys are ignored, missing ones take their defaults."""
+        if not isinstance(d, dict):
+            raise SeqbatchError(f"text config must be a JSON object, got {type(d).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    @classmethod
     def from_json(cls, text: str) -> TextConfig:
         try:
-            d: dict[str, Any] = json.loads(text)
-            known = {f.name for f in dataclasses.fields(cls)}
-            return cls(**{k: v for k, v in d.items() if k in known})
-        except (json.JSONDecodeError, TypeError, AttributeError) as e:
+            d = json.loads(text)
+        except (ValueError, RecursionError) as e:
             raise SeqbatchError(f"text config is not valid JSON: {e}") from e
+        return cls.from_dict(d)
 
 
 def clean(text: str, cfg: TextConfig, *, squeeze: bool = True) -> str:
@@ -120,5 +141,10 @@ def truncate(tokens: list[str], cfg: TextConfig) -> list[str]:
 
 
 def text_tokens(text: str, cfg: TextConfig) -> list[str]:
-    """The full pipeline for one review: clean, tokenize, truncate."""
-    return truncate(tokenize(text, cfg), cfg)
+    """The full pipeline for one review: clean, tokenize, truncate. SeqbatchError for a review
+    longer than MAX_TOKENS tokens when `max_len` is None (quoting the review's start)."""
+    tokens = truncate(tokenize(text, cfg), cfg)
+    if len(tokens) > MAX_TOKENS:
+        raise SeqbatchError(f"a review of {len(tokens):,} {cfg.level} tokens (it starts {text[:40]!r}) is longer "
+                            f"than the {MAX_TOKENS:,} a review may keep; set max_len (--max-len) to truncate")
+    return tokens

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -17,8 +18,10 @@ from shared.backend import Backend
 from shared.batching import Sampler, batches_in_order, index_waste
 from shared.config import ModelConfig, TrainConfig
 from shared.dataset import Dataset, EncodedSplit
+from shared.loop import RunLoop
 from shared.metrics import classification_report, cross_entropy
 from shared.plots import loss_curve
+from shared.runs import RunFolder, opened
 
 
 def predict_logits(
@@ -111,97 +114,116 @@ def fit(
     log: Any = print,
     run_info: dict[str, Any] | None = None,
     keep_best: bool = False,
+    folder: RunFolder | None = None,
+    mode: str = "new",
+    checkpoint_every: int | None = None,
+    split: dict[str, Any] | None = None,
 ) -> RunResult:
-    """Train from a fresh seeded model; validate every `eval_every` steps and, with `epochs`, at
-    each epoch's end; test once at the end.
+    """Train from a fresh seeded model (or resume a run folder); validate every `eval_every` steps
+    and, with `epochs`, at each epoch's end; test once at the end.
 
     With `epochs`, each epoch adds a record `{"split": "epoch", "epoch", "train_loss",
     "train_accuracy", "train_batch_loss", "val_loss", "val_accuracy", "epoch_seconds"}`; the
     train figures come from `train_probe` (a fixed subset of up to `probe_size` training examples).
-    With `out_dir`: config.json, metrics.jsonl (loss per step, val metrics, epoch records, the
-    final test metrics with `test_accuracy` as the last record), loss.png, curves.png (epochs
-    only) and model.safetensors (with the TextConfig for text tasks) are written there;
-    `run_info` adds keys to config.json (the CLI's task and subsample sizes). With `keep_best`,
-    the weights of the validation with the best top-1 (the earliest among equals) are the ones
-    tested and saved: model selection on validation, never on test.
+    With a run folder (`folder`, or `out_dir` opened with `mode` new/overwrite/resume; see
+    shared/runs.py): config.json, metrics.jsonl streamed as training goes (loss per step, val
+    metrics, epoch records, the final test metrics with `test_accuracy` as the last record), the
+    run state in state/ (every `checkpoint_every` steps, else at each validation and every 10
+    minutes), model.safetensors (with the TextConfig for text tasks and the `split` parameters),
+    then loss.png and curves.png (epochs only). `run_info` adds keys to config.json. With
+    `keep_best`, the weights of the validation with the best top-1 (the earliest among equals) are
+    the ones tested and saved: model selection on validation, never on test.
     """
+    with opened(folder, out_dir, mode, log) as run:
+        return _fit(backend, model_cfg, train_cfg, data, run, progress=progress, multiple=multiple,
+                    bucket_chunk=bucket_chunk, probe_size=probe_size, log=log, run_info=run_info, keep_best=keep_best,
+                    checkpoint_every=checkpoint_every, split=split)
+
+
+def _fit(
+    backend: Backend, model_cfg: ModelConfig, train_cfg: TrainConfig, data: Dataset, folder: RunFolder | None, *,
+    progress: bool, multiple: int, bucket_chunk: int, probe_size: int, log: Any, run_info: dict[str, Any] | None,
+    keep_best: bool, checkpoint_every: int | None, split: dict[str, Any] | None,
+) -> RunResult:
     padding = padding_waste(data, train_cfg, bucket_chunk=bucket_chunk, multiple=multiple)
     log(f"padding waste per epoch (multiple {multiple}): unbucketed {padding['unbucketed']:.1%}"
         + (f", bucketed (chunk {bucket_chunk}) {padding['bucketed']:.1%}" if bucket_chunk else ""))
-    out = Path(out_dir) if out_dir is not None else None
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(
-            json.dumps(
-                {"backend": backend.name, "model": json.loads(model_cfg.to_json()),
-                 "train": json.loads(train_cfg.to_json()), "data": data.source, "labels": data.label_names,
-                 "text": None if data.text is None else json.loads(data.text.to_json()), "padding": padding,
-                 "sizes": {"train": len(data.train), "val": len(data.val), "test": len(data.test),
-                           "vocab": len(data.vocab)}, **(run_info or {})},
-                indent=2, ensure_ascii=False,
-            )
-        )
-    history: list[dict[str, Any]] = []
-    model = backend.init(model_cfg, train_cfg.seed)
-    state = backend.train_state(model, train_cfg)
+    config = {"backend": backend.name, "model": json.loads(model_cfg.to_json()),
+              "train": json.loads(train_cfg.to_json()), "data": data.source, "labels": data.label_names,
+              "text": None if data.text is None else json.loads(data.text.to_json()), "padding": padding,
+              "sizes": {"train": len(data.train), "val": len(data.val), "test": len(data.test),
+                        "vocab": len(data.vocab)}, "split": split, **(run_info or {})}
+
+    def make_checkpoint(params: dict[str, np.ndarray]) -> checkpoint.Checkpoint:
+        return checkpoint.Checkpoint(model_cfg, params, data.vocab, list(data.label_names), data.text, split=split)
+
+    loop = RunLoop(backend, model_cfg, train_cfg, folder, make_checkpoint, checkpoint_every, log)
+    state, done = loop.start(config)
     sampler = make_sampler(data, train_cfg, bucket_chunk)
     n_steps = total_steps(train_cfg, len(data.train))
     per_epoch = math.ceil(len(data.train) / train_cfg.batch_size) if train_cfg.epochs is not None else 0
     probe = train_probe(data.train, probe_size, train_cfg.seed) if per_epoch else None
     batches = iter(sampler)
+    for _ in range(done):  # the stream is a function of the seed: replay it to where the run stopped
+        next(batches)
     pending: list[tuple[int, dict[str, Any]]] = []
-    val_report: dict[str, float | int] = {}
+    val_report: dict[str, float | int] = loop.counters.get("val", {})
     epoch_start = start = time.perf_counter()
     eval_seconds = 0.0
-    best: tuple[int, dict[str, float | int], dict[str, np.ndarray]] | None = None
-    bar = tqdm(range(1, n_steps + 1), desc=f"train [{backend.name}]", disable=not progress, unit="step")
-    for step in bar:
-        batch = data.train.batch(next(batches), multiple=multiple)
-        state, metrics = backend.train_step(state, batch)
-        pending.append((step, metrics))
-        epoch_end = per_epoch > 0 and step % per_epoch == 0
-        periodic = step % train_cfg.eval_every == 0
-        if not (periodic or epoch_end or step == n_steps):
-            continue
-        # Read device scalars only here, so that JAX's dispatch runs ahead between evaluations.
-        for s, m in pending:
-            history.append({"step": s, "loss": float(m["loss"]), "grad_norm": float(m["grad_norm"])})
-        pending.clear()
-        train_seconds = time.perf_counter() - epoch_start
-        eval_start = time.perf_counter()
-        val_report, _ = evaluate(backend, backend.model_of(state), data.val, multiple=multiple)
-        if keep_best and (best is None or val_report["top1"] > best[1]["top1"]):
-            best = (step, dict(val_report), backend.to_params(backend.model_of(state)))
-        record: dict[str, Any] = {"step": step, "split": "val", **val_report}
-        if epoch_end:
-            record["epoch"] = step // per_epoch
-        history.append(record)
-        if epoch_end and probe is not None:
-            history.append(_epoch_record(backend, state, probe, history, step, per_epoch, val_report,
-                                         train_seconds, multiple))
-            last = history[-1]
-            log(f"epoch {last['epoch']}: train acc {last['train_accuracy']:.4f} loss {last['train_loss']:.4f} | "
-                f"val acc {last['val_accuracy']:.4f} loss {last['val_loss']:.4f} | {train_seconds:.1f} s")
-        loss_now = next(r["loss"] for r in reversed(history) if "loss" in r and "split" not in r)
-        bar.set_postfix(loss=f"{loss_now:.3f}", val_top1=f"{val_report['top1']:.3f}")
-        eval_seconds += time.perf_counter() - eval_start
-        if epoch_end:
-            epoch_start = time.perf_counter()
+    bar = tqdm(range(done + 1, n_steps + 1), desc=f"train [{backend.name}]", disable=not progress, unit="step",
+               initial=done, total=n_steps)
+    ctx = folder.catch_signals() if folder is not None else contextlib.nullcontext()
+    with ctx:
+        for step in bar:
+            batch = data.train.batch(next(batches), multiple=multiple)
+            state, metrics = backend.train_step(state, batch)
+            pending.append((step, metrics))
+            epoch_end = per_epoch > 0 and step % per_epoch == 0
+            evaluating = step % train_cfg.eval_every == 0 or epoch_end or step == n_steps
+            if not (evaluating or loop.flush_due(step)):
+                continue
+            # Read device scalars only here, so that JAX's dispatch runs ahead between evaluations.
+            loop.flush(pending, state)
+            if evaluating:
+                train_seconds = time.perf_counter() - epoch_start
+                eval_start = time.perf_counter()
+                val_report, _ = evaluate(backend, backend.model_of(state), data.val, multiple=multiple)
+                loop.counters["val"] = val_report
+                if keep_best:
+                    loop.consider_best(step, val_report, lambda new, old: new["top1"] > old["top1"], state)
+                record: dict[str, Any] = {"step": step, "split": "val", **val_report}
+                if epoch_end:
+                    record["epoch"] = step // per_epoch
+                loop.record(record)
+                if epoch_end and probe is not None:
+                    loop.record(_epoch_record(backend, state, probe, loop.history, step, per_epoch, val_report,
+                                              train_seconds, multiple))
+                    last = loop.history[-1]
+                    log(f"epoch {last['epoch']}: train acc {last['train_accuracy']:.4f} loss "
+                        f"{last['train_loss']:.4f} | val acc {last['val_accuracy']:.4f} loss {last['val_loss']:.4f} | "
+                        f"{train_seconds:.1f} s")
+                loss_now = next(r["loss"] for r in reversed(loop.history) if "loss" in r and "split" not in r)
+                bar.set_postfix(loss=f"{loss_now:.3f}", val_top1=f"{val_report['top1']:.3f}")
+                eval_seconds += time.perf_counter() - eval_start
+                if epoch_end:
+                    epoch_start = time.perf_counter()
+            loop.checkpoint(state, step, evaluating=evaluating, final=step == n_steps)
     seconds = time.perf_counter() - start
     model = backend.model_of(state)
     chosen: dict[str, Any] = {}
-    if best is not None:
-        model = backend.from_params(backend.config_of(model), best[2])
-        val_report = best[1]
-        chosen = {"best_step": best[0], "best_val_top1": best[1]["top1"]}
-        log(f"keeping the weights of step {best[0]} (val top-1 {best[1]['top1']:.4f})")
+    if loop.best is not None:
+        model = backend.from_params(backend.config_of(model), loop.best.params)
+        val_report = loop.best.val
+        chosen = {"best_step": loop.best.step, "best_val_top1": loop.best.val["top1"]}
+        log(f"keeping the weights of step {loop.best.step} (val top-1 {loop.best.val['top1']:.4f})")
     test_report, _ = evaluate(backend, model, data.test, multiple=multiple)
-    history.append({"step": n_steps, "split": "test", "train_seconds": round(seconds, 2),
-                    "eval_seconds": round(eval_seconds, 2), **test_report, **chosen,
-                    "test_accuracy": test_report["top1"], "padding_waste": padding})
-    if out is not None:
-        _write_outputs(out, backend, model, model_cfg, data, history)
-    return RunResult(model, val_report, test_report, seconds, n_steps, history, padding)
+    skipped = {"skipped_steps": loop.counters["skipped"]} if loop.counters.get("skipped") else {}
+    loop.record({"step": n_steps, "split": "test", "train_seconds": round(seconds, 2),
+                 "eval_seconds": round(eval_seconds, 2), **test_report, **chosen, **skipped,
+                 "test_accuracy": test_report["top1"], "padding_waste": padding})
+    if folder is not None:
+        _write_outputs(folder.path, backend, model, model_cfg, data, loop.history, make_checkpoint, log)
+    return RunResult(model, val_report, test_report, seconds, n_steps, loop.history, padding)
 
 
 def _epoch_record(
@@ -220,26 +242,27 @@ def _epoch_record(
 
 
 def _write_outputs(
-    out: Path, backend: Backend, model: Any, model_cfg: ModelConfig, data: Dataset, history: list[dict[str, Any]]
+    out: Path, backend: Backend, model: Any, model_cfg: ModelConfig, data: Dataset, history: list[dict[str, Any]],
+    make_checkpoint: Any, log: Any,
 ) -> None:
-    with (out / "metrics.jsonl").open("w") as f:
-        for rec in history:
-            f.write(json.dumps(rec) + "\n")
+    """The model first (atomically), then the plots: a plot that fails costs a warning, not the weights."""
+    checkpoint.save(out / "model.safetensors", make_checkpoint(backend.to_params(model)))
     train = [r for r in history if "split" not in r]
     vals = [r for r in history if r.get("split") == "val"]
     bi = "bi" if model_cfg.bidirectional else ""
     title = f"{backend.name} {bi}{model_cfg.cell} x{model_cfg.num_layers} h{model_cfg.hidden_size} on {data.source}"
-    loss_curve(
-        [r["step"] for r in train], [r["loss"] for r in train], out / "loss.png",
-        val={"val top-1": [(r["step"], r["top1"]) for r in vals],
-             "val balanced acc.": [(r["step"], r["balanced_accuracy"]) for r in vals]},
-        title=title,
-    )
-    epochs = [r for r in history if r.get("split") == "epoch"]
-    if epochs:
-        epoch_curves(epochs, out / "curves.png", title=title)
-    checkpoint.save(out / "model.safetensors", checkpoint.Checkpoint(
-        backend.config_of(model), backend.to_params(model), data.vocab, list(data.label_names), data.text))
+    try:
+        loss_curve(
+            [r["step"] for r in train], [r["loss"] for r in train], out / "loss.png",
+            val={"val top-1": [(r["step"], r["top1"]) for r in vals],
+                 "val balanced acc.": [(r["step"], r["balanced_accuracy"]) for r in vals]},
+            title=title,
+        )
+        epochs = [r for r in history if r.get("split") == "epoch"]
+        if epochs:
+            epoch_curves(epochs, out / "curves.png", title=title)
+    except Exception as e:
+        log(f"warning: the plots were not written ({type(e).__name__}: {e}); the model and metrics were")
 
 
 def epoch_curves(records: list[dict[str, Any]], path: Path, *, title: str = "") -> None:

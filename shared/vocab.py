@@ -23,9 +23,10 @@ class Vocab:
 
     def __post_init__(self) -> None:
         if self.tokens[:2] != (PAD_TOKEN, UNK_TOKEN):
-            raise SeqbatchError(f"a vocabulary starts with {PAD_TOKEN!r}, {UNK_TOKEN!r}; got {self.tokens[:2]}")
+            raise SeqbatchError(f"a vocabulary starts with {PAD_TOKEN!r}, {UNK_TOKEN!r}; got {self.tokens[:2]!r:.80}")
         if len(set(self.tokens)) != len(self.tokens):
-            raise SeqbatchError("vocabulary has duplicate tokens")
+            twice = next(t for t, n in Counter(self.tokens).items() if n > 1)
+            raise SeqbatchError(f"vocabulary has duplicate tokens ({twice[:40]!r} twice)")
 
     @classmethod
     def fit(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -71,3 +72,12 @@ def real_names_dir() -> Path:
     if not (folder / "English.txt").is_file():
         pytest.skip(f"real names data not found at {folder}")
     return folder
+
+
+@pytest.fixture(params=["torch", "jax"])
+def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Each backend in turn, torch on the CPU (a test file may define its own `backend` instead)."""
+    from shared.backend import get_backend
+
+    monkeypatch.setenv("SEQBATCH_TORCH_DEVICE", "cpu")
+    return get_backend(request.param)

@@ -8,17 +8,11 @@ import dataclasses
 import numpy as np
 import pytest
 
-from shared.backend import Backend, get_backend
+from shared.backend import Backend
 from shared.batching import pad
 from shared.config import ModelConfig, TrainConfig
 from shared.dataset import Dataset, names_dataset
 from shared.training import fit
-
-
-@pytest.fixture(params=["torch", "jax"])
-def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Backend:
-    monkeypatch.setenv("SEQBATCH_TORCH_DEVICE", "cpu")
-    return get_backend(request.param)
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,7 @@ from shared.kinds import Dispatch
 _dispatch = Dispatch("jax_impl", config_of)
 init, from_params = _dispatch.init, _dispatch.from_params
 train_state, train_step = _dispatch.train_state, _dispatch.train_step
+state_arrays, restore_state = _dispatch.state_arrays, _dispatch.restore_state
 
 
 __all__ = [
@@ -39,6 +40,8 @@ __all__ = [
     "logits",
     "loss",
     "losses",
+    "restore_state",
+    "state_arrays",
     "to_params",
     "train_state",
     "train_step",

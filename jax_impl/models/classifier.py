@@ -31,7 +31,8 @@ from shared.config import ModelConfig
 from shared.layout import parameter_shapes, suffix
 
 __all__ = ["SequenceClassifier", "apply_batch", "batch_losses", "from_params", "gradients", "init", "logits", "loss",
-           "losses", "model_of", "train_state", "train_step"]
+           "losses", "model_of", "restore_state", "state_arrays", "train_state",
+           "train_step"]
 
 class SequenceClassifier(nn.Module):
     """`__call__(tokens[T], length) -> logits[C]` for ONE sequence; parameter names as in torch."""
@@ -153,6 +154,19 @@ def train_step(state: Any, batch: Batch) -> Any:
     from jax_impl import train
 
     return train.train_step(state, batch)
+
+
+def state_arrays(state: Any) -> dict[str, np.ndarray]:
+    """Optimizer state and dropout RNG as named arrays (jax_impl/train.py)."""
+    from jax_impl import train
+
+    return train.state_arrays(state)
+
+
+def restore_state(model: Any, cfg: Any, arrays: dict[str, np.ndarray], step: int) -> Any:
+    from jax_impl import train
+
+    return train.restore_state(model, cfg, arrays, step)
 
 
 def model_of(state: Any) -> Any:

@@ -35,7 +35,15 @@ from jax_impl.models.common import (
     init_params,
     run_direction,
 )
-from jax_impl.train import COMPILATIONS, make_optimizer
+from jax_impl.train import (
+    COMPILATIONS,
+    guard,
+    key_arrays,
+    load_key,
+    load_optimizer_arrays,
+    make_optimizer,
+    optimizer_arrays,
+)
 from shared.config import TrainConfig
 from shared.errors import SeqbatchError
 from shared.host_memory import keep_freed_host_memory
@@ -43,7 +51,7 @@ from shared.kinds.lm import Carry, LMBatch, LMConfig
 from shared.layout import parameter_shapes, suffix
 
 __all__ = ["CharLM", "TrainState", "apply_batch", "from_params", "gradients", "init", "logits", "loss", "losses",
-           "model_of", "train_state", "train_step"]
+           "model_of", "restore_state", "state_arrays", "train_state", "train_step"]
 
 JaxCarry = tuple[Array, ...]  # (h,) or (h, c): [layers, hidden] per example, [layers, B, hidden] batched
 
@@ -194,6 +202,7 @@ class TrainState:
     cfg: TrainConfig
     step: int = 0
     carry: JaxCarry | None = None  # the state the last window left, on the device
+    frozen: Any = False  # device bool: a bad step came with on_nan="stop" (shared/guard.py)
 
 
 @lru_cache(maxsize=32)
@@ -201,19 +210,22 @@ def _compiled_step(model_cfg: LMConfig, train_cfg: TrainConfig) -> Callable[...,
     tx = make_optimizer(train_cfg)
     use_dropout = model_cfg.dropout > 0
 
-    def step(params: Params, opt_state: Any, key: jax.Array, carry: JaxCarry, inputs: Any, targets: Any,
-             lengths: Any) -> Any:
+    def step(params: Params, opt_state: Any, key: jax.Array, carry: JaxCarry, frozen: Any, inputs: Any,
+             targets: Any, lengths: Any) -> Any:
         COMPILATIONS["train_step"] += 1  # runs at trace time only
-        key, sub = jax.random.split(key)
+        next_key, sub = jax.random.split(key)
 
         def mean_loss(p: Params) -> tuple[Array, JaxCarry]:
             return _mean_loss(model_cfg, p, inputs, targets, lengths, carry, sub if use_dropout else None)
 
         (loss_value, new), grads = jax.value_and_grad(mean_loss, has_aux=True)(params)
         grad_norm = optax.tree.norm(grads)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        params = optax.apply_updates(params, updates)
-        return params, opt_state, key, new, {"loss": loss_value, "grad_norm": grad_norm}
+        updates, new_opt = tx.update(grads, opt_state, params)
+        new_params = optax.apply_updates(params, updates)
+        (params, opt_state, key, new), ok, frozen = guard(
+            train_cfg, loss_value, grad_norm, frozen, (new_params, new_opt, next_key, new),
+            (params, opt_state, key, carry))
+        return params, opt_state, key, new, frozen, {"loss": loss_value, "grad_norm": grad_norm, "ok": ok}
 
     return jax.jit(step, donate_argnums=(0, 1, 3))
 
@@ -223,20 +235,37 @@ def train_state(model: Model, cfg: TrainConfig) -> TrainState:
         keep_freed_host_memory()
     # Copy the parameters: the jitted step donates its inputs, and the caller keeps `model`.
     params = jax.tree.map(jnp.array, model.params)
-    return TrainState(Model(model.cfg, params), make_optimizer(cfg).init(params), jax.random.key(cfg.seed), cfg)
+    return TrainState(Model(model.cfg, params), make_optimizer(cfg).init(params), jax.random.key(cfg.seed), cfg,
+                      frozen=jnp.zeros((), bool))
 
 
 def train_step(state: TrainState, batch: LMBatch) -> tuple[TrainState, dict[str, Any]]:
     """One update; the state carries over unless `batch.reset`. Metrics (device scalars): `loss`
-    (mean per real position, before the update) and `grad_norm` (before clipping)."""
+    (mean per real position, before the update), `grad_norm` (before clipping) and `ok` (False: a
+    bad step, not applied, the carried state left as it was; shared/guard.py)."""
     cfg = state.model.cfg
     fn = _compiled_step(cfg, state.cfg)
     carry = _carry_in(cfg, batch, state.carry)
-    params, opt_state, key, new, metrics = fn(state.model.params, state.opt_state, state.key, carry, batch.inputs,
-                                              batch.targets, batch.lengths)
+    params, opt_state, key, new, frozen, metrics = fn(state.model.params, state.opt_state, state.key, carry,
+                                                      state.frozen, batch.inputs, batch.targets, batch.lengths)
     return dataclasses.replace(state, model=Model(cfg, params), opt_state=opt_state, key=key, carry=new,
-                               step=state.step + 1), metrics
+                               frozen=frozen, step=state.step + 1), metrics
 
 
 def model_of(state: TrainState) -> Model:
     return state.model
+
+
+def state_arrays(state: TrainState) -> dict[str, np.ndarray]:
+    """Optimizer state, dropout key and the carried state `carry/<i>` ([layers, B, H]) as named arrays."""
+    carry = {} if state.carry is None else {f"carry/{i}": np.asarray(c) for i, c in enumerate(state.carry)}
+    return {**optimizer_arrays(state.opt_state), **key_arrays(state.key), **carry}
+
+
+def restore_state(model: Model, cfg: TrainConfig, arrays: dict[str, np.ndarray], step: int) -> TrainState:
+    """The train state `state_arrays` described, around `model` (its weights already loaded)."""
+    state = train_state(model, cfg)
+    carry = [arrays[k] for k in sorted(k for k in arrays if k.startswith("carry/"))]
+    return dataclasses.replace(state, opt_state=load_optimizer_arrays(state.opt_state, arrays),
+                               key=load_key(arrays, state.key), step=step,
+                               carry=tuple(jnp.asarray(c, _dtype(model.cfg)) for c in carry) if carry else None)

@@ -34,7 +34,8 @@ from shared.config import ModelConfig
 from shared.errors import SeqbatchError
 
 __all__ = ["KERNELS", "SequenceClassifier", "default_kernel", "from_params", "gradients", "init", "logits", "loss",
-           "losses", "model_of", "train_state", "train_step"]
+           "losses", "model_of", "restore_state", "state_arrays", "train_state",
+           "train_step"]
 
 KERNELS = ("packed", "padded")
 _VF_RNN = {"rnn_tanh": torch._VF.rnn_tanh, "rnn_relu": torch._VF.rnn_relu, "gru": torch._VF.gru,
@@ -185,6 +186,19 @@ def train_step(state: Any, batch: Batch) -> Any:
     from reference_torch import train
 
     return train.train_step(state, batch)
+
+
+def state_arrays(state: Any) -> dict[str, np.ndarray]:
+    """Optimizer state and dropout RNG as named arrays (reference_torch/train.py)."""
+    from reference_torch import train
+
+    return train.state_arrays(state)
+
+
+def restore_state(model: Any, cfg: Any, arrays: dict[str, np.ndarray], step: int) -> Any:
+    from reference_torch import train
+
+    return train.restore_state(model, cfg, arrays, step)
 
 
 def model_of(state: Any) -> Any:

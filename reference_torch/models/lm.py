@@ -20,14 +20,23 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from reference_torch.models.common import DTYPES, default_device, load_checked, rnn_module, seeded
-from reference_torch.train import make_optimizer
+from reference_torch.train import (
+    frozen_metrics,
+    guarded_update,
+    load_optimizer_arrays,
+    load_rng_arrays,
+    make_optimizer,
+    optimizer_arrays,
+    rng_arrays,
+    rng_snapshot,
+)
 from shared.config import TrainConfig
 from shared.errors import SeqbatchError
 from shared.host_memory import keep_freed_host_memory
 from shared.kinds.lm import Carry, LMBatch, LMConfig
 
 __all__ = ["CharLM", "TrainState", "from_params", "gradients", "init", "logits", "loss", "losses", "model_of",
-           "train_state", "train_step"]
+           "restore_state", "state_arrays", "train_state", "train_step"]
 
 TorchCarry = tuple[torch.Tensor, ...]  # (h,) or (h, c), each [layers, B, H]
 
@@ -162,6 +171,7 @@ class TrainState:
     cfg: TrainConfig
     step: int = 0
     carry: TorchCarry | None = None  # the state the last window left, detached
+    frozen: bool = False  # a bad step came with on_nan="stop": later steps do nothing (shared/guard.py)
 
 
 def train_state(model: CharLM, cfg: TrainConfig) -> TrainState:
@@ -173,19 +183,38 @@ def train_state(model: CharLM, cfg: TrainConfig) -> TrainState:
 
 def train_step(state: TrainState, batch: LMBatch) -> tuple[TrainState, dict[str, Any]]:
     """One update; the state carries over unless `batch.reset`. Metrics: `loss` (mean per real
-    position, before the update) and `grad_norm` (before clipping)."""
+    position, before the update), `grad_norm` (before clipping) and `ok` (False: a bad step, not
+    applied, the carried state left as it was; shared/guard.py)."""
+    if state.frozen:
+        state.step += 1
+        return state, frozen_metrics()
     model = state.model
     model.train()
+    rng = rng_snapshot(_device(model))
     out, new = _forward(model, batch, state.carry)
-    loss_value = mean_loss(out, batch)
-    state.optimizer.zero_grad(set_to_none=True)
-    loss_value.backward()
-    max_norm = state.cfg.clip_norm if state.cfg.clip_norm is not None else float("inf")
-    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
-    state.optimizer.step()
-    state.carry = tuple(c.detach() for c in new)  # truncated BPTT: no gradient crosses the window edge
-    state.step += 1
-    return state, {"loss": loss_value.detach(), "grad_norm": grad_norm.detach()}
+    metrics = guarded_update(state, mean_loss(out, batch), rng)
+    if metrics["ok"]:
+        state.carry = tuple(c.detach() for c in new)  # truncated BPTT: no gradient crosses the window edge
+    return state, metrics
+
+
+def state_arrays(state: TrainState) -> dict[str, np.ndarray]:
+    """Optimizer state, dropout RNG and the carried state `carry/<i>` ([layers, B, H]) as named arrays."""
+    carry = {} if state.carry is None else {f"carry/{i}": c.detach().cpu().numpy() for i, c in enumerate(state.carry)}
+    return {**optimizer_arrays(model_of(state), state.optimizer), **rng_arrays(_device(state.model)), **carry}
+
+
+def restore_state(model: CharLM, cfg: TrainConfig, arrays: dict[str, np.ndarray], step: int) -> TrainState:
+    """The train state `state_arrays` described, around `model` (its weights already loaded)."""
+    state = train_state(model, cfg)
+    load_optimizer_arrays(model, state.optimizer, arrays)
+    load_rng_arrays(_device(model), arrays)
+    carry = [arrays[k] for k in sorted(k for k in arrays if k.startswith("carry/"))]
+    if carry:
+        like = model.head.weight
+        state.carry = tuple(torch.as_tensor(np.array(c), device=like.device, dtype=like.dtype) for c in carry)
+    state.step = step
+    return state
 
 
 def model_of(state: TrainState) -> CharLM:

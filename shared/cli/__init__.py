@@ -7,9 +7,11 @@ shared flags in `common.py`; `parity/` adds its sub-commands through `parity.cli
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Sequence
 from importlib.metadata import entry_points
+from typing import Any
 
 from shared.cli import classify, lm
 from shared.errors import SeqbatchError
@@ -39,16 +41,62 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _out_of_memory(e: BaseException) -> bool:
+    """MemoryError, torch's OutOfMemoryError, XLA's RESOURCE_EXHAUSTED."""
+    text = str(e)[:300]
+    return (isinstance(e, MemoryError) or "OutOfMemory" in type(e).__name__ or "RESOURCE_EXHAUSTED" in text
+            or "can't allocate memory" in text)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. Exit status: 0 done; 2 a user error (one line `seqbatch: error: ...`, also
+    for an unreadable or full disk and for memory exhaustion); 3 training diverged (the last good
+    state kept); 128 + signal for SIGINT (130) and SIGTERM (143), after a training run saved its state."""
+    from shared.guard import EXIT_DIVERGED, Diverged, Interrupted
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    previous = _sigterm_interrupts()
     try:
         return int(args.func(args))
     except SeqbatchError as e:
-        print(f"seqbatch: error: {e}", file=sys.stderr)
-        return 2
+        return _fail(f"seqbatch: error: {e}", 2)
+    except Diverged as e:
+        return _fail(f"seqbatch: error: {e}", EXIT_DIVERGED)
+    except Interrupted as e:
+        return _fail(f"seqbatch: {e}", e.exit_code)
+    except KeyboardInterrupt:
+        return _fail("seqbatch: interrupted by SIGINT", 130)
+    except OSError as e:  # a full disk, a vanished folder: what the user's machine got wrong
+        where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+        return _fail(f"seqbatch: error: {where}{e.strerror or e}", 2)
+    except Exception as e:
+        if _out_of_memory(e):
+            return _fail(f"seqbatch: error: out of memory ({type(e).__name__}); use a smaller --batch-size, "
+                         "--hidden or --max-len", 2)
+        raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
+def _fail(line: str, code: int) -> int:
+    print(line, file=sys.stderr)
+    return code
+
+
+def _sigterm_interrupts() -> Any:
+    """SIGTERM becomes an `Interrupted` exception (exit 143) instead of an abrupt death; training
+    loops install their own handler that saves the run state first. None outside the main thread."""
+    from shared.guard import Interrupted
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Interrupted(signum, None, None)
+
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:
+        return None
 
 
 if __name__ == "__main__":

@@ -4,7 +4,6 @@ task table serve every task, and hand a language-model task or checkpoint to sha
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import warnings
@@ -25,12 +24,16 @@ from shared.cli.common import (
     _stderr,
     _torch_kernel,
     _torch_kernel_arg,
+    split_of,
 )
-from shared.config import CELLS, ModelConfig, TrainConfig
+from shared.cli.runflags import add_run_args, check_train_flags, open_run, recorded_flags, train_config
+from shared.config import CELLS, ModelConfig, check_seed
 from shared.dataset import Dataset, encode_splits, imdb_dataset, name_chars, names_dataset
 from shared.errors import SeqbatchError
 from shared.metrics import confusion, softmax
 from shared.names import load_names_or_default
+from shared.provenance import data_hash, environment
+from shared.runs import dumps as strict_json
 from shared.splits import stratified_split
 from shared.text import TextConfig, text_tokens
 from shared.vocab import Vocab
@@ -160,9 +163,9 @@ def add_train(sub: Any) -> None:
     p.add_argument("--keep-best", action=argparse.BooleanOptionalAction, default=None,
                    help="test and save the weights of the best validation top-1 rather than the last "
                         f"({_d('keep_best')})")
-    p.add_argument("--seed", type=int, default=0, help="seed for init, split and sampling (default 0)")
-    p.add_argument("--out", type=Path, required=True, help="run folder to write")
+    p.add_argument("--seed", type=int, default=0, help="seed for init, split and sampling, in [0, 2**32) (default 0)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_run_args(p)
     _torch_kernel_arg(p)
     _text_args(p)
     lm.add_lm_args(p)
@@ -193,45 +196,45 @@ def task_flags(a: argparse.Namespace) -> dict[str, Any]:
 def cmd_train(a: argparse.Namespace) -> int:
     from shared.training import fit
 
-    if TASK_KINDS[a.task] == "lm":
-        return lm.cmd_train(a, task_flags(a), TASK_DEFAULTS[a.task])
-    lm.reject_lm_flags(a)
-    d = TASK_DEFAULTS[a.task]
-    pick = task_flags(a)
-    _check_torch_kernel(a)
-    if a.bucket_chunk is None and pick["sampler"] == "random":
-        pick["bucket_chunk"] = 0  # the task's bucketing default needs shuffled passes, not random draws
-    backend = get_backend(a.backend)
-    data = load_task_data(a.task, a, a.seed)
-    model_cfg = ModelConfig(
-        vocab_size=len(data.vocab), num_classes=data.num_classes, cell=a.cell, num_layers=pick["layers"],
-        bidirectional=a.bidirectional, hidden_size=pick["hidden"], embed_dim=pick["embed_dim"], dropout=pick["dropout"],
-        dtype=a.dtype,
-    )
-    epochs = a.epochs if a.steps is None else None
-    steps = a.steps
-    if steps is None and epochs is None:
-        steps, epochs = d.get("steps"), d.get("epochs")
-    if pick["eval_every"] is None:  # once per epoch: validation at epoch ends only
-        pick["eval_every"] = math.ceil(len(data.train) / pick["batch_size"])
-    train_cfg = TrainConfig(
-        optimizer=pick["optimizer"], lr=pick["lr"], momentum=a.momentum, batch_size=pick["batch_size"], steps=steps,
-        epochs=epochs, clip_norm=pick["clip_norm"], seed=a.seed, sampler=pick["sampler"],
-        eval_every=pick["eval_every"],
-    )
-    _stderr(f"data: {data.source}: {len(data.train)} train / {len(data.val)} val / {len(data.test)} test, "
-            f"{data.num_classes} labels, {len(data.vocab)} tokens")
-    if data.text is not None:
-        _stderr(f"text: {data.text.to_json()}; train lengths mean {data.train.lengths.mean():.1f}, "
-                f"max {data.train.lengths.max()}")
-    info: dict[str, Any] = {"task": a.task, "subsample": {"max_train": a.max_train, "max_test": a.max_test}}
-    if a.backend == "torch":
-        info["torch_kernel"] = a.torch_kernel or os.environ.get(TORCH_KERNEL_ENV) or "packed"
-    with _torch_kernel(a):
-        result = fit(backend, model_cfg, train_cfg, data, a.out, progress=not a.no_progress,
-                     multiple=pick["bucket"], bucket_chunk=pick["bucket_chunk"], log=_stderr, run_info=info,
-                     keep_best=pick["keep_best"])
-    print(json.dumps({"backend": backend.name, "train_seconds": round(result.seconds, 1), "steps": result.steps,
+    folder = open_run(a, _stderr)  # before any data is read: a bad --out fails in a second
+    try:
+        if TASK_KINDS[a.task] == "lm":
+            return lm.cmd_train(a, task_flags(a), TASK_DEFAULTS[a.task], folder)
+        lm.reject_lm_flags(a)
+        pick = task_flags(a)
+        _check_torch_kernel(a)
+        if a.bucket_chunk is None and pick["sampler"] == "random":
+            pick["bucket_chunk"] = 0  # the task's bucketing default needs shuffled passes, not random draws
+        check_train_flags(a, pick, TASK_DEFAULTS[a.task])
+        backend = get_backend(a.backend)
+        data = load_task_data(a.task, a, a.seed)
+        model_cfg = ModelConfig(
+            vocab_size=len(data.vocab), num_classes=data.num_classes, cell=a.cell, num_layers=pick["layers"],
+            bidirectional=a.bidirectional, hidden_size=pick["hidden"], embed_dim=pick["embed_dim"],
+            dropout=pick["dropout"], dtype=a.dtype,
+        )
+        if pick["eval_every"] is None:  # once per epoch: validation at epoch ends only
+            pick["eval_every"] = math.ceil(len(data.train) / pick["batch_size"])
+        train_cfg = train_config(a, pick, pick["eval_every"], TASK_DEFAULTS[a.task])
+        _stderr(f"data: {data.source}: {len(data.train)} train / {len(data.val)} val / {len(data.test)} test, "
+                f"{data.num_classes} labels, {len(data.vocab)} tokens")
+        if data.text is not None:
+            _stderr(f"text: {data.text.to_json()}; train lengths mean {data.train.lengths.mean():.1f}, "
+                    f"max {data.train.lengths.max()}")
+        split = {"seed": a.seed, "max_train": a.max_train, "max_test": a.max_test, "data": str(a.data or "default"),
+                 "data_sha256": data_hash(a.data)}
+        info: dict[str, Any] = {"task": a.task, "subsample": {"max_train": a.max_train, "max_test": a.max_test},
+                                "cli": recorded_flags(a), "environment": environment()}
+        if a.backend == "torch":
+            info["torch_kernel"] = a.torch_kernel or os.environ.get(TORCH_KERNEL_ENV) or "packed"
+        with _torch_kernel(a):
+            result = fit(backend, model_cfg, train_cfg, data, progress=not a.no_progress,
+                         multiple=pick["bucket"], bucket_chunk=pick["bucket_chunk"], log=_stderr, run_info=info,
+                         keep_best=pick["keep_best"], folder=folder, checkpoint_every=a.checkpoint_every,
+                         split=split)
+    finally:
+        folder.close()
+    print(strict_json({"backend": backend.name, "train_seconds": round(result.seconds, 1), "steps": result.steps,
                       "val": result.val, "test": result.test, "padding_waste": result.padding}))
     _stderr(f"wrote {a.out}/model.safetensors, metrics.jsonl, loss.png")
     return 0
@@ -281,12 +284,17 @@ def cmd_eval(a: argparse.Namespace) -> int:
         raise SeqbatchError(f"{a.checkpoint}: no vocabulary/labels in the metadata; it gives logits but cannot "
                             "be evaluated on text")
     task = _checkpoint_task(ckpt, a.task, a.checkpoint)
-    run = _run_config(a.checkpoint)
-    seed = a.seed if a.seed is not None else run.get("train", {}).get("seed", 0)
+    if a.seed is not None:
+        check_seed(a.seed, "--seed")
+    split = split_of(ckpt, a.checkpoint, _run_config(a.checkpoint), a.seed)
+    seed = int(split.get("seed", 0))
     if task == "imdb":
-        sizes = run.get("subsample", {})
-        a.max_train = a.max_train if a.max_train is not None else sizes.get("max_train")
-        a.max_test = a.max_test if a.max_test is not None else sizes.get("max_test")
+        a.max_train = a.max_train if a.max_train is not None else split.get("max_train")
+        a.max_test = a.max_test if a.max_test is not None else split.get("max_test")
+    if split.get("data_sha256") not in (None, data_hash(a.data)):
+        warnings.warn(f"{a.checkpoint} was trained on other data than {a.data or 'the embedded default'} "
+                      f"(sha256 {split['data_sha256'][:12]}...); its validation and test splits are not the ones "
+                      "it was selected and tested on", stacklevel=1)
     data = load_task_data(task, a, seed, vocab=ckpt.vocab, text=ckpt.text)
     if data.label_names != ckpt.labels:
         raise SeqbatchError(f"{a.checkpoint} was trained on labels {ckpt.labels}, but the data "
@@ -296,7 +304,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
         model = _load_model(backend, ckpt, a.dtype)
     split = data.val if a.split == "val" else data.test
     report, logits = evaluate(backend, model, split)
-    print(json.dumps({"backend": backend.name, "split": a.split, **report}))
+    print(strict_json({"backend": backend.name, "split": a.split, **report}))
     if a.confusion is not None:
         confusion_plot(confusion(logits, split.labels, len(ckpt.labels)), ckpt.labels, a.confusion,
                        title=f"{a.checkpoint} on {a.split} ({backend.name})")
@@ -360,8 +368,7 @@ def cmd_predict(a: argparse.Namespace) -> int:
         top = np.argsort(-p, kind="stable")[:top_n]
         if a.json:
             key = "name" if task == "names" else "text"
-            print(json.dumps({key: name, "top": [[ckpt.labels[i], round(float(p[i]), 4)] for i in top]},
-                             ensure_ascii=False))
+            print(strict_json({key: name, "top": [[ckpt.labels[i], round(float(p[i]), 4)] for i in top]}))
         else:
             print(f"{name}: " + ", ".join(f"{ckpt.labels[i]} {p[i]:.1%}" for i in top))
     return 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -43,8 +42,32 @@ def _stderr(msg: str) -> None:
 
 
 def _run_config(ckpt_path: Path) -> dict[str, Any]:
+    """The config.json beside a checkpoint ({} if none); a damaged one is a one-line error."""
+    from shared.runs import read_config
+
     cfg = ckpt_path.parent / "config.json"
-    return json.loads(cfg.read_text()) if cfg.is_file() else {}
+    return read_config(cfg) if cfg.is_file() else {}
+
+
+def split_of(ckpt: checkpoint.Checkpoint, path: Path, run: dict[str, Any], seed: int | None) -> dict[str, Any]:
+    """The split parameters to re-create: the checkpoint's own (`seqbatch.split`), else config.json's,
+    else seed 0; `seed` (--seed) overrides. A config.json beside the checkpoint that describes
+    another split is refused: it belongs to another run."""
+    own = ckpt.split
+    beside = run.get("split") if isinstance(run.get("split"), dict) else None
+    if beside is None and run:
+        beside = {"seed": run.get("train", {}).get("seed", 0), **run.get("subsample", {})}
+    if own is not None and beside is not None:
+        differ = [k for k in ("seed", "max_train", "max_test") if k in own and k in beside and own[k] != beside[k]]
+        if differ:
+            theirs = ", ".join(f"{k} {beside[k]}" for k in differ)
+            mine = ", ".join(f"{k} {own[k]}" for k in differ)
+            raise SeqbatchError(f"{path.parent / 'config.json'} describes another run ({theirs}) than {path} was "
+                                f"trained in ({mine}); move the checkpoint out of that folder")
+    split = dict(own if own is not None else beside or {"seed": 0})
+    if seed is not None:
+        split["seed"] = seed
+    return split
 
 
 def _eval_dtype_arg(p: argparse.ArgumentParser) -> None:

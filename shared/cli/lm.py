@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import argparse
-import json
+import math
 from pathlib import Path
 from typing import Any
 
 from shared import checkpoint
 from shared.backend import get_backend, kind_module
 from shared.cli.common import _backend_arg, _eval_dtype_arg, _load_model, _run_config, _stderr
+from shared.cli.runflags import check_train_flags, recorded_flags
 from shared.config import TrainConfig
 from shared.errors import SeqbatchError
 from shared.kinds.lm import LMConfig
 from shared.lm_data import LMDataConfig, load_lm_data
+from shared.provenance import data_hash, environment
+from shared.runs import RunFolder
+from shared.runs import dumps as strict_json
 
 # The char-RNN lesson's shape at a CPU-friendly width: 2 layers, embedding 64, dropout 0.2, Adam
 # 2e-3, clipping 5, batch 64 x 100 characters, keep-best on validation loss.
@@ -60,7 +64,8 @@ def _data_config(a: argparse.Namespace) -> LMDataConfig:
     return LMDataConfig(batching=batching, doc_unit=a.doc_unit or "line", seed=a.seed)
 
 
-def cmd_train(a: argparse.Namespace, pick: dict[str, Any], defaults: dict[str, Any]) -> int:
+def cmd_train(a: argparse.Namespace, pick: dict[str, Any], defaults: dict[str, Any], folder: RunFolder) -> int:
+    """`seqbatch train --task charlm` into the (locked) run folder `folder`; flags checked before data is read."""
     from shared.lm_training import fit_lm
 
     given = [flag for key, flag in NOT_LM.items() if getattr(a, key, None) not in (None, False)]
@@ -69,26 +74,30 @@ def cmd_train(a: argparse.Namespace, pick: dict[str, Any], defaults: dict[str, A
     seq_length = 100 if a.seq_length is None else a.seq_length
     if seq_length < 1:
         raise SeqbatchError(f"--seq-length must be >= 1, got {seq_length}")
-    if a.time_limit is not None and not a.time_limit > 0:
+    if a.time_limit is not None and not (math.isfinite(a.time_limit) and a.time_limit > 0):
         raise SeqbatchError(f"--time-limit must be > 0 minutes, got {a.time_limit}")
+    steps, epochs = a.steps, (a.epochs if a.steps is None else None)
+    if steps is None and epochs is None:
+        epochs = defaults["epochs"]
+    a.steps, a.epochs = steps, epochs
+    check_train_flags(a, pick, defaults)
     backend = get_backend(a.backend)
     data = load_lm_data(a.data, _data_config(a))
     model_cfg = LMConfig(vocab_size=len(data.vocab), cell=a.cell, num_layers=pick["layers"],
                          hidden_size=pick["hidden"], embed_dim=pick["embed_dim"], dropout=pick["dropout"],
                          dtype=a.dtype)
-    steps, epochs = a.steps, (a.epochs if a.steps is None else None)
-    if steps is None and epochs is None:
-        epochs = defaults["epochs"]
     train_cfg = TrainConfig(optimizer=pick["optimizer"], lr=pick["lr"], momentum=a.momentum,
                             batch_size=pick["batch_size"], steps=steps, epochs=epochs, clip_norm=pick["clip_norm"],
-                            seed=a.seed, eval_every=pick["eval_every"])
+                            seed=a.seed, eval_every=pick["eval_every"], on_nan=a.on_nan, max_loss=a.max_loss)
     _stderr(f"data: {data.source} ({data.cfg.batching}): {data.chars['train']} / {data.chars['val']} / "
             f"{data.chars['test']} characters train / val / test, {len(data.vocab)} tokens")
-    result = fit_lm(backend, model_cfg, train_cfg, data, a.out, seq_length=seq_length, progress=not a.no_progress,
-                    log=_stderr, run_info={"task": a.task}, keep_best=pick["keep_best"],
+    info = {"task": a.task, "cli": recorded_flags(a), "environment": environment(),
+            "split": {"seed": a.seed, "data": str(a.data or "default"), "data_sha256": data_hash(a.data)}}
+    result = fit_lm(backend, model_cfg, train_cfg, data, seq_length=seq_length, progress=not a.no_progress,
+                    log=_stderr, run_info=info, keep_best=pick["keep_best"],
                     max_seconds=None if a.time_limit is None else a.time_limit * 60,
-                    bucket_chunk=pick["bucket_chunk"] or 0)
-    print(json.dumps({"backend": backend.name, "train_seconds": round(result.seconds, 1), "steps": result.steps,
+                    bucket_chunk=pick["bucket_chunk"] or 0, folder=folder, checkpoint_every=a.checkpoint_every)
+    print(strict_json({"backend": backend.name, "train_seconds": round(result.seconds, 1), "steps": result.steps,
                       "val": result.val, "test": result.test}))
     _stderr(f"wrote {a.out}/model.safetensors, metrics.jsonl, loss.png")
     return 0
@@ -124,7 +133,7 @@ def cmd_eval(a: argparse.Namespace, ckpt: checkpoint.Checkpoint) -> int:
     backend = get_backend(a.backend)
     model = _load_model(backend, ckpt, a.dtype)
     report = evaluate_split(backend, model, data, a.split, int(run.get("seq_length", 100)))
-    print(json.dumps({"backend": backend.name, "split": a.split, **report}))
+    print(strict_json({"backend": backend.name, "split": a.split, **report}))
     return 0
 
 

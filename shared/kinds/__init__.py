@@ -86,3 +86,11 @@ class Dispatch:
     def train_step(self, state: Any, batch: Any) -> tuple[Any, dict[str, Any]]:
         """One update; `batch` is the kind's batch type. Metrics: `loss`, `grad_norm`."""
         return backend_module(self.package, self.config_of(state.model)).train_step(state, batch)
+
+    def state_arrays(self, state: Any) -> dict[str, Any]:
+        """What a resumed run needs beyond the weights (optimizer, RNG, carried state), as named arrays."""
+        return backend_module(self.package, self.config_of(state.model)).state_arrays(state)
+
+    def restore_state(self, model: Any, train_cfg: Any, arrays: dict[str, Any], step: int) -> Any:
+        """The train state `state_arrays` saved, around `model` (the saved weights), at `step`."""
+        return backend_module(self.package, self.config_of(model)).restore_state(model, train_cfg, arrays, step)

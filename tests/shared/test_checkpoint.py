@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -159,7 +161,7 @@ def test_a_safetensors_file_without_seqbatch_metadata_is_an_error(tmp_path: Path
 
 
 def test_a_missing_file_is_an_error_naming_it(tmp_path: Path) -> None:
-    with pytest.raises(SeqbatchError, match=r"nowhere\.safetensors' does not exist"):
+    with pytest.raises(SeqbatchError, match=r"nowhere\.safetensors: checkpoint does not exist"):
         checkpoint.load(tmp_path / "nowhere.safetensors")
 
 
@@ -187,3 +189,136 @@ def test_labels_that_disagree_with_the_config_are_refused(tmp_path: Path) -> Non
     path = write_with_meta(tmp_path / "odd.safetensors", **{"seqbatch.labels": json.dumps(["Czech", "Greek"])})
     with pytest.raises(SeqbatchError, match=r"odd\.safetensors.*labels"):
         checkpoint.load(path)
+
+
+SPLIT = {"seed": 3, "val_fraction": 0.1, "max_train": 1000, "max_test": None, "data_sha256": "ab" * 32}
+
+
+def test_split_parameters_round_trip_as_a_json_object(tmp_path: Path) -> None:
+    path = tmp_path / "model.safetensors"
+    checkpoint.save(path, Checkpoint(CFG, random_params(CFG), VOCAB, LABELS, split=SPLIT))
+    assert json.loads(metadata(path)["seqbatch.split"]) == SPLIT
+    assert checkpoint.load(path).split == SPLIT
+    checkpoint.save(path, Checkpoint(CFG, random_params(CFG)))
+    assert "seqbatch.split" not in metadata(path) and checkpoint.load(path).split is None
+
+
+@pytest.mark.parametrize("split", [[1, 2], "seed=0", 3, None])
+def test_split_metadata_that_is_not_an_object_is_refused(tmp_path: Path, split: object) -> None:
+    path = write_with_meta(tmp_path / "odd.safetensors", **{"seqbatch.split": json.dumps(split)})
+    with pytest.raises(SeqbatchError, match=r"odd\.safetensors: seqbatch\.split metadata: must be a JSON object"):
+        checkpoint.load(path)
+
+
+def test_saving_split_parameters_that_are_not_json_is_refused(tmp_path: Path) -> None:
+    for split in ({"seed": object()}, {"val_fraction": float("nan")}, {1: "a"}):
+        with pytest.raises(SeqbatchError, match="split parameters"):
+            checkpoint.save(tmp_path / "m.safetensors", Checkpoint(CFG, random_params(CFG), split=split))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("key", "tokens", "twice"), [
+    ("seqbatch.labels", ["Czech", "Greek", "Czech"], "Czech"),
+    ("seqbatch.vocab", ["<pad>", "<unk>", "a", "é", "a", "z"], "a"),
+])
+def test_duplicate_labels_or_tokens_are_refused_by_name(
+    tmp_path: Path, key: str, tokens: list[str], twice: str
+) -> None:
+    path = write_with_meta(tmp_path / "dup.safetensors", **{key: json.dumps(tokens)})
+    with pytest.raises(SeqbatchError, match=rf"dup\.safetensors: {key} metadata lists '{twice}' more than once"):
+        checkpoint.load(path)
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("seqbatch.model", "[1, 2]", r"seqbatch\.model metadata must be a JSON object, got list"),
+    ("seqbatch.model", CFG.to_json().replace('"hidden_size": 4', '"hidden_size": 4.0'), "hidden_size is 4.0, not int"),
+    ("seqbatch.model", CFG.to_json().replace('"bidirectional": true', '"bidirectional": 1'), "bidirectional is 1"),
+    ("seqbatch.model", CFG.to_json().replace('"hidden_size": 4', '"hidden_size": Infinity'), "Infinity is not JSON"),
+    ("seqbatch.vocab", '{"a": 1}', r"seqbatch\.vocab metadata must be a JSON list of strings"),
+    ("seqbatch.vocab", '["a", "<pad>", "<unk>", "b", "c", "d"]', r"seqbatch\.vocab metadata: a vocabulary starts with"),
+    ("seqbatch.labels", '["a", 2, "c"]', r"seqbatch\.labels metadata must be a JSON list of strings"),
+    ("seqbatch.text", '"word"', r"seqbatch\.text metadata: text config must be a JSON object"),
+    ("seqbatch.text", '{"max_len": 2.5}', r"seqbatch\.text metadata: text config: max_len must be int or None"),
+    ("seqbatch.data", '{"batching": "stream", "doc_unit": "line"}', r"seqbatch\.data metadata: .*lacks \['seed'\]"),
+    ("seqbatch.data", '{"batching": "x", "doc_unit": "line", "seed": 0}', "LM batching must be stream or documents"),
+])
+def test_metadata_of_the_wrong_type_is_a_clean_error(tmp_path: Path, key: str, value: str, message: str) -> None:
+    path = write_with_meta(tmp_path / "odd.safetensors", **{key: value})
+    with pytest.raises(SeqbatchError, match=message) as info:
+        checkpoint.load(path)
+    assert str(info.value).startswith(f"{path}: ")
+
+
+def test_a_folder_or_a_fifo_is_refused_without_reading(tmp_path: Path) -> None:
+    with pytest.raises(SeqbatchError, match=r": is a folder, not a checkpoint file"):
+        checkpoint.load(tmp_path)
+    fifo = tmp_path / "pipe.safetensors"
+    os.mkfifo(fifo)  # opening it for reading would block forever
+    with pytest.raises(SeqbatchError, match=r"pipe\.safetensors: not a regular file"):
+        checkpoint.load(fifo)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads a file of mode 000")
+def test_an_unreadable_file_is_a_clean_error(tmp_path: Path) -> None:
+    path = tmp_path / "model.safetensors"
+    checkpoint.save(path, Checkpoint(CFG, random_params(CFG)))
+    path.chmod(0)
+    with pytest.raises(SeqbatchError, match=r"model\.safetensors: not readable \(permission denied\)"):
+        checkpoint.load(path)
+
+
+def test_an_os_error_while_reading_is_a_clean_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "model.safetensors"
+    checkpoint.save(path, Checkpoint(CFG, random_params(CFG)))
+
+    def denied(*args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(checkpoint, "safe_open", denied)
+    with pytest.raises(SeqbatchError, match=r"model\.safetensors: not a readable safetensors file \(PermissionError"):
+        checkpoint.load(path)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_the_saved_file_gets_the_mode_of_any_new_file(tmp_path: Path, umask: int) -> None:
+    old = os.umask(umask)
+    try:
+        checkpoint.save(tmp_path / "model.safetensors", Checkpoint(CFG, random_params(CFG)))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "model.safetensors").stat().st_mode) == 0o666 & ~umask
+
+
+def test_save_syncs_the_file_before_the_rename_and_the_folder_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        events.append("fsync-dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "fsync-file")
+        real_fsync(fd)
+
+    def replace(src: str, dst: object) -> None:
+        events.append("rename")
+        real_replace(src, dst)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    checkpoint.save(tmp_path / "model.safetensors", Checkpoint(CFG, random_params(CFG)))
+    assert events == ["fsync-file", "rename", "fsync-dir"]
+
+
+def test_save_casts_to_the_config_dtype_and_refuses_what_load_would(tmp_path: Path) -> None:
+    path = tmp_path / "model.safetensors"
+    params = {k: v.astype(np.float64) for k, v in random_params(CFG).items()}
+    checkpoint.save(path, Checkpoint(CFG, params))
+    assert all(v.dtype == np.float32 for v in checkpoint.load(path).params.values())
+    bad = random_params(CFG)
+    bad["head.bias"][1] = np.nan
+    with pytest.raises(SeqbatchError, match=r"head\.bias has 1 non-finite value.*not written"):
+        checkpoint.save(tmp_path / "nan.safetensors", Checkpoint(CFG, bad))
+    ints = random_params(CFG)
+    ints["head.bias"] = np.zeros(3, np.int64)
+    with pytest.raises(SeqbatchError, match=r"head\.bias has dtype int64"):
+        checkpoint.save(tmp_path / "int.safetensors", Checkpoint(CFG, ints))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.safetensors"]

@@ -103,6 +103,37 @@ def test_acl_errors_name_the_file(tmp_path: Path) -> None:
         read_acl_split(acl / "train")
 
 
+@pytest.mark.parametrize(("body", "message"), [
+    # An unclosed quote would swallow the rest of the file into one review; strict quoting refuses it.
+    ('1,8,positive,"fine"\r\n2,3,negative,"unclosed\r\n3,9,positive,ok\r\n', r"the row from line 3 is not valid CSV "
+     r"\(unexpected end of data; an unclosed quote\?\)"),
+    ('1,8,positive,"a"b\r\n', r"the row from line 2 is not valid CSV \(',' expected after"),
+    ('1,8,positive,"' + "x" * 200_000 + '"\r\n',
+     r"the row from line 2 is not valid CSV \(field larger than field limit"),
+    ("", r"the file is empty \(expected the header id,rating,sentiment,review\)"),
+    ("1,8,positive,fine\r\n", r"line 1 is \['1', '8', 'positive', 'fine'\], expected the header"),
+])
+def test_broken_csv_is_an_error_naming_the_file_and_line(tmp_path: Path, body: str, message: str) -> None:
+    header = "" if not body or body.startswith("1,8,positive,fine") else "id,rating,sentiment,review\r\n"
+    path = tmp_path / "imdb_train.csv"
+    path.write_text(header + body, encoding="utf-8", newline="")
+    with pytest.raises(SeqbatchError, match=r"imdb_train\.csv: " + message):
+        read_csv(path)
+
+
+def test_csv_with_a_byte_order_mark_and_crlf_reads_as_usual(tmp_path: Path) -> None:
+    path = tmp_path / "imdb_train.csv"
+    path.write_bytes(b'\xef\xbb\xbfid,rating,sentiment,review\r\n1,8,positive,"two\r\nlines"\r\n2,2,negative,bad\r\n')
+    ex = read_csv(path)
+    assert ex.texts == ["two\r\nlines", "bad"] and ex.labels == [1, 0]
+
+
+def test_a_folder_named_like_a_review_is_not_read(tmp_path: Path) -> None:
+    acl = make_acl(tmp_path / "aclImdb")
+    (acl / "train/neg/7_1.txt").mkdir()
+    assert read_acl_split(acl / "train").texts == ["Awful.", "Dull and\tslow", "Great\x85fun", "Loved it.<br />Really."]
+
+
 def test_load_imdb_says_what_a_folder_lacks(tmp_path: Path) -> None:
     with pytest.raises(SeqbatchError, match="does not exist"):
         load_imdb(tmp_path / "nowhere")

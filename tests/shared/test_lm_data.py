@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 
 from shared.errors import SeqbatchError
 from shared.lm_data import (
+    MAX_DOC_CHARS,
+    MAX_VOCAB,
     NEWLINE,
     LMDataConfig,
     batches_per_epoch,
@@ -114,6 +116,8 @@ def test_a_folder_of_files_gives_one_document_per_line_or_per_file(tmp_path: Pat
     (b"", "empty"),
     (b"   \n\n", "empty"),
     (b"good text\n\xff\xfe bad", r"line 2 is not UTF-8"),
+    (b"good text\nthen a \x00 NUL" + b" padding" * 10, r"line 2 holds a NUL character"),
+    ("a UTF-16 file\n".encode("utf-16-le") * 5, r"line 1 holds a NUL character .*UTF-16"),
 ])
 def test_bad_text_files_are_one_clear_error(tmp_path: Path, content: bytes, message: str) -> None:
     with pytest.raises(SeqbatchError, match=message):
@@ -157,3 +161,60 @@ def test_eval_batches_of_documents_cover_each_document_once(tmp_path: Path) -> N
     batches = list(eval_batches(data, "train", rows=16, seq_length=100))
     assert sum(len(b) for b in batches) == len(data.train)
     assert sum(b.n_tokens for b in batches) == sum(len(d) - 1 for d in data.train)
+
+
+def test_a_stream_too_short_to_score_validation_is_refused_before_training(tmp_path: Path) -> None:
+    from shared.lm_data import check_trainable
+
+    short = load_lm_data(write(tmp_path, "abcdefghij" * 3), LMDataConfig())  # 27 / 1 / 2 characters
+    with pytest.raises(SeqbatchError, match=r"the val split \(5 % of the text\) has 1 character\(s\)"):
+        check_trainable(short, 1, 1)
+    enough = load_lm_data(write(tmp_path, "abcdefghij" * 4), LMDataConfig())  # 36 / 2 / 2: the shortest that works
+    check_trainable(enough, 1, 1)
+    for split in ("val", "test"):
+        assert list(eval_batches(enough, split, rows=64, seq_length=100))
+
+
+def test_a_document_longer_than_the_maximum_is_refused_by_file_and_line(tmp_path: Path) -> None:
+    lines = [f"line {i}" for i in range(30)]
+    lines[7] = "y" * (MAX_DOC_CHARS + 1)
+    path = write(tmp_path, "\n".join(lines))
+    with pytest.raises(SeqbatchError, match=rf"{path.name}: line 8: a document of {MAX_DOC_CHARS + 1:,} characters"):
+        load_lm_data(path, LMDataConfig(batching="documents"))
+
+
+def test_a_folder_of_documents_warns_about_files_it_skips(tmp_path: Path) -> None:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for i in range(25):
+        (folder / f"{i:02}.txt").write_text(f"document number {i}\n")
+    (folder / "26.TXT").write_text("skipped\n")
+    with pytest.warns(UserWarning, match=r"skipped 1 entry that is not a <name>\.txt file: 26\.TXT"):
+        data = load_lm_data(folder, LMDataConfig(batching="documents", doc_unit="file"))
+    assert sum(map(len, (data.train, data.val, data.test))) == 25
+
+
+def test_a_fitted_vocabulary_keeps_the_most_frequent_characters(tmp_path: Path) -> None:
+    rare = "".join(chr(0x4E00 + i) * 2 for i in range(MAX_VOCAB))  # each seen twice, more than the newline
+    path = write(tmp_path, rare + "ab" * 30_000)  # all in the train part (the first 90 %)
+    with pytest.warns(UserWarning, match=rf"distinct characters; the {MAX_VOCAB - 2} most frequent are kept"):
+        data = load_lm_data(path, LMDataConfig())
+    assert len(data.vocab) == MAX_VOCAB and data.vocab.tokens[2:4] in (("a", "b"), ("b", "a"))
+    assert NEWLINE in data.vocab.tokens  # the rarest (the fit adds it once), but it frames documents
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('{"batching": "stream", "doc_unit": "line"}', r"lacks \['seed'\]"),
+    ('{"batching": "both", "doc_unit": "line", "seed": 0}', "batching must be stream or documents"),
+    ('{"batching": "stream", "doc_unit": "page", "seed": 0}', "doc_unit must be line or file"),
+    ('{"batching": "stream", "doc_unit": "line", "seed": 1.5}', "seed must be an integer"),
+    ('{"batching": "stream", "doc_unit": "line", "seed": Infinity}', "seed must be an integer"),
+    ("[1]", "must be a JSON object"),
+    ("{", "not valid JSON"),
+    ("[" * 100_000, "not valid JSON"),
+])
+def test_lm_data_config_from_bad_json_is_a_seqbatch_error(text: str, message: str) -> None:
+    with pytest.raises(SeqbatchError, match=message):
+        LMDataConfig.from_json(text)
+    cfg = LMDataConfig("documents", "file", 3)
+    assert LMDataConfig.from_json(cfg.to_json()) == cfg

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import unicodedata
 import warnings
 from collections import Counter
@@ -12,7 +13,7 @@ import pytest
 
 from shared.errors import SeqbatchError
 from shared.examples import Examples
-from shared.names import default_names, load_names, load_names_or_default
+from shared.names import MAX_NAME_CHARS, default_names, load_names, load_names_or_default
 
 NamesDir = Callable[..., Path]  # the make_names_dir fixture (tests/conftest.py)
 
@@ -34,10 +35,83 @@ def test_text_is_nfc_normalised_and_stripped(make_names_dir: NamesDir) -> None:
     assert all(unicodedata.is_normalized("NFC", t) for t in data.texts)
 
 
-def test_files_that_are_not_txt_are_ignored(make_names_dir: NamesDir) -> None:
+def test_documentation_and_hidden_files_are_skipped_quietly(make_names_dir: NamesDir) -> None:
     folder = make_names_dir({"Irish": ["Murphy"]})
     (folder / "PROVENANCE.md").write_text("where the data came from\n")
-    assert load_names(folder).label_names == ["Irish"]
+    (folder / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    (folder / "._Irish.txt").write_bytes(b"\x00\x05\x16\x07 macOS resource fork")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_names(folder).label_names == ["Irish"]
+
+
+def test_other_entries_are_skipped_with_one_warning_naming_them(make_names_dir: NamesDir) -> None:
+    # A label must not vanish silently: German.TXT or French.csv was meant to be a label file.
+    folder = make_names_dir({"Irish": ["Murphy"], "Polish": ["Nowak"]})
+    (folder / "German.TXT").write_text("Schmidt\n")
+    (folder / "French.csv").write_text("Martin\n")
+    (folder / "Dutch").write_text("De Vries\n")
+    (folder / "Arabic.txt.bak").write_text("Nader\n")
+    (folder / "old").mkdir()
+    with pytest.warns(UserWarning, match=r"skipped 5 entries that are not a <name>\.txt file") as record:
+        data = load_names(folder)
+    assert len(record) == 1
+    assert all(name in str(record[0].message) for name in ("German.TXT", "French.csv", "Dutch", "Arabic.txt.bak",
+                                                           "old/"))
+    assert data.label_names == ["Irish", "Polish"]
+
+
+def test_names_longer_than_the_maximum_are_skipped_and_counted(make_names_dir: NamesDir) -> None:
+    giant = b"x" * 10_000_000  # one 10 MB line would make every batch holding it 10 million steps wide
+    folder = make_names_dir({"German": b"Schmidt\n" + b"y" * (MAX_NAME_CHARS + 1) + b"\nMeyer\n" + giant,
+                             "Dutch": ["De Vries", "x" * MAX_NAME_CHARS]})
+    with pytest.warns(UserWarning, match=rf"skipped 2 line\(s\) longer than {MAX_NAME_CHARS} characters") as record:
+        data = load_names(folder)
+    assert "German.txt: 2" in str(record[0].message)
+    assert sorted(data.texts) == sorted(["Schmidt", "Meyer", "De Vries", "x" * MAX_NAME_CHARS])
+
+
+def test_a_file_holding_only_a_giant_line_is_a_label_without_names(make_names_dir: NamesDir) -> None:
+    folder = make_names_dir({"English": ["Smith"], "Giant": b"z" * 10_000_000})
+    with pytest.raises(SeqbatchError, match=r"label file\(s\) with no names: Giant\.txt"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        load_names(folder)
+
+
+def test_empty_and_whitespace_only_files_are_named(make_names_dir: NamesDir) -> None:
+    folder = make_names_dir({"English": ["Smith"], "French": b"", "German": b"  \n\t\r\n\xc2\xa0\n"})
+    with pytest.raises(SeqbatchError, match=r"label file\(s\) with no names: French\.txt, German\.txt"), \
+            warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        load_names(folder)
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b"Smith\nSmi\x00th\n", r"English\.txt: line 2 holds a NUL character"),
+    ("Smith\nJones\n".encode("utf-16-le"), r"English\.txt: line 1 holds a NUL character .*UTF-16"),
+    ("Smith\nJones\n".encode("utf-16"), r"English\.txt: line 1 is not UTF-8"),  # with its byte-order mark
+    (b"Smith\n\xff\xfe\xfa\n", r"English\.txt: line 2 is not UTF-8"),
+])
+def test_nul_bytes_and_utf16_are_refused_naming_file_and_line(
+    make_names_dir: NamesDir, content: bytes, message: str
+) -> None:
+    with pytest.raises(SeqbatchError, match=message):
+        load_names(make_names_dir({"English": content, "Irish": ["Ryan"]}))
+
+
+def test_cr_and_crlf_end_lines_too(make_names_dir: NamesDir) -> None:
+    folder = make_names_dir({"English": b"Smith\rJones\r\nBrown\n\rGreen"})
+    with pytest.warns(UserWarning, match="skipped 1 blank line"):
+        assert load_names(folder).texts == ["Smith", "Jones", "Brown", "Green"]
+
+
+def test_a_file_of_millions_of_blank_lines_is_read_in_linear_time(make_names_dir: NamesDir) -> None:
+    # Counting the lines again for each blank line made this quadratic: hours for 4 MB.
+    folder = make_names_dir({"English": b"Smith\n" + b"\n" * 4_000_000, "Irish": ["Ryan"]})
+    start = time.perf_counter()
+    with pytest.warns(UserWarning, match="skipped 4000000 blank line"):
+        load_names(folder)
+    assert time.perf_counter() - start < 30
 
 
 def test_blank_lines_are_skipped_and_counted_in_one_warning(make_names_dir: NamesDir) -> None:

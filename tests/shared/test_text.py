@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from shared import SeqbatchError, pad
-from shared.text import TextConfig, clean, text_tokens, tokenize, truncate
+from shared.text import MAX_TOKENS, TextConfig, clean, text_tokens, tokenize, truncate
 from shared.vocab import Vocab
 
 WORD = TextConfig(max_len=None)
@@ -127,3 +127,30 @@ def test_bad_text_config_names_the_field(kwargs: dict[str, object], word: str) -
 def test_text_config_from_bad_json_is_a_seqbatch_error() -> None:
     with pytest.raises(SeqbatchError, match="text config"):
         TextConfig.from_json("{not json")
+
+
+def test_a_review_longer_than_max_tokens_is_refused_when_nothing_truncates_it() -> None:
+    huge = "a" * 10_000_000  # one 10 MB review at char level
+    with pytest.raises(SeqbatchError, match=r"a review of 10,000,000 char tokens \(it starts 'aaaa"):
+        text_tokens(huge, CHAR)
+    assert len(text_tokens(huge, TextConfig(level="char", max_len=400))) == 400
+    assert len(text_tokens("a " * MAX_TOKENS, WORD)) == MAX_TOKENS  # the cap itself is allowed
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"max_len": MAX_TOKENS + 1}, rf"max_len must be in 1\.\.{MAX_TOKENS} or None"),
+    ({"max_len": 2.5}, "max_len must be int or None, got 2.5"),
+    ({"max_len": True}, "max_len must be int or None, got True"),
+    ({"min_freq": "2"}, "min_freq must be int, got '2'"),
+    ({"lowercase": "yes"}, "lowercase must be bool"),
+    ({"level": ["word"]}, "text level must be word or char"),
+])
+def test_text_config_fields_of_the_wrong_type_are_refused(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(SeqbatchError, match=message):
+        TextConfig(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("text", ["[1, 2]", '"word"', "null", "[" * 100_000])
+def test_text_config_from_json_that_is_not_an_object_is_a_seqbatch_error(text: str) -> None:
+    with pytest.raises(SeqbatchError, match="text config"):
+        TextConfig.from_json(text)
