@@ -134,7 +134,8 @@ def expect_error(args: list[str], message: str) -> None:
 
 
 @pytest.mark.parametrize(("content", "message"), [(b"", "is empty"), (b"\xff\xfe\x00bad", "is not UTF-8"),
-                                                  (b"too short for a batch", "fewer than one batch")])
+                                                  (b"too short for a batch", "fewer than one batch"),
+                                                  (b"short text, " * 100, "fewer than one batch")])
 def test_bad_text_ends_in_one_line(tmp_path: Path, content: bytes, message: str) -> None:
     path = tmp_path / "bad.txt"
     path.write_bytes(content)
@@ -148,6 +149,10 @@ def test_generate_mistakes_end_in_one_line(lm_run: Path, tmp_path: Path, tiny_na
     expect_error(["generate", "--checkpoint", ckpt, "--prime", "A", "--length", "0"], "--length must be >= 1")
     expect_error(["generate", "--checkpoint", ckpt, "--prime", "A", "--temperature", "0"], "--temperature")
     expect_error(["generate", "--checkpoint", ckpt, "--prime", ""], "--prime is empty")
+    expect_error(["generate", "--checkpoint", ckpt, "--prime", "A", "--seed", "-1"], "--seed must be an integer")
+    expect_error(["generate", "--checkpoint", ckpt, "--prime", "A", "--seed", str(2**32 - 1), "--samples", "2"],
+                 "--seed + --samples - 1 must be an integer")
+    expect_error(["eval", "--checkpoint", ckpt, "--seed", "-1"], "--seed must be an integer")
     classifier = tmp_path / "cls"
     code, _, stderr = run_cli(["train", "--data", str(tiny_names_dir), "--hidden", "4", "--steps", "2",
                                "--batch-size", "4", "--out", str(classifier), "--no-progress"])

@@ -193,19 +193,30 @@ def task_flags(a: argparse.Namespace) -> dict[str, Any]:
                       "bucket_chunk", "clip_norm", "keep_best", "layers", "dropout")}
 
 
+def _checked_flags(a: argparse.Namespace) -> dict[str, Any]:
+    """The task-dependent flags resolved (`task_flags`), every flag checked."""
+    pick = task_flags(a)
+    if TASK_KINDS[a.task] == "lm":
+        lm.check_flags(a, pick, TASK_DEFAULTS[a.task])
+        return pick
+    lm.reject_lm_flags(a)
+    _check_torch_kernel(a)
+    if a.bucket_chunk is None and pick["sampler"] == "random":
+        pick["bucket_chunk"] = 0  # the task's bucketing default needs shuffled passes, not random draws
+    check_train_flags(a, pick, TASK_DEFAULTS[a.task])
+    return pick
+
+
 def cmd_train(a: argparse.Namespace) -> int:
     from shared.training import fit
 
+    if a.resume is None:
+        _checked_flags(a)  # before the run folder is made
     folder = open_run(a, _stderr)  # before any data is read: a bad --out fails in a second
     try:
+        pick = _checked_flags(a)  # again, for the flags --resume put back
         if TASK_KINDS[a.task] == "lm":
-            return lm.cmd_train(a, task_flags(a), TASK_DEFAULTS[a.task], folder)
-        lm.reject_lm_flags(a)
-        pick = task_flags(a)
-        _check_torch_kernel(a)
-        if a.bucket_chunk is None and pick["sampler"] == "random":
-            pick["bucket_chunk"] = 0  # the task's bucketing default needs shuffled passes, not random draws
-        check_train_flags(a, pick, TASK_DEFAULTS[a.task])
+            return lm.cmd_train(a, pick, TASK_DEFAULTS[a.task], folder)
         backend = get_backend(a.backend)
         data = load_task_data(a.task, a, a.seed)
         model_cfg = ModelConfig(

@@ -11,7 +11,7 @@ from shared import checkpoint
 from shared.backend import get_backend, kind_module
 from shared.cli.common import _backend_arg, _eval_dtype_arg, _load_model, _run_config, _stderr
 from shared.cli.runflags import check_train_flags, recorded_flags
-from shared.config import TrainConfig
+from shared.config import TrainConfig, check_seed
 from shared.errors import SeqbatchError
 from shared.kinds.lm import LMConfig
 from shared.lm_data import LMDataConfig, load_lm_data
@@ -64,10 +64,8 @@ def _data_config(a: argparse.Namespace) -> LMDataConfig:
     return LMDataConfig(batching=batching, doc_unit=a.doc_unit or "line", seed=a.seed)
 
 
-def cmd_train(a: argparse.Namespace, pick: dict[str, Any], defaults: dict[str, Any], folder: RunFolder) -> int:
-    """`seqbatch train --task charlm` into the (locked) run folder `folder`; flags checked before data is read."""
-    from shared.lm_training import fit_lm
-
+def check_flags(a: argparse.Namespace, pick: dict[str, Any], defaults: dict[str, Any]) -> None:
+    """Every flag of `train --task charlm`, before the run folder is made or data read."""
     given = [flag for key, flag in NOT_LM.items() if getattr(a, key, None) not in (None, False)]
     if given:
         raise SeqbatchError(f"{', '.join(given)} apply to the classifier tasks, not --task charlm")
@@ -81,6 +79,14 @@ def cmd_train(a: argparse.Namespace, pick: dict[str, Any], defaults: dict[str, A
         epochs = defaults["epochs"]
     a.steps, a.epochs = steps, epochs
     check_train_flags(a, pick, defaults)
+
+
+def cmd_train(a: argparse.Namespace, pick: dict[str, Any], defaults: dict[str, Any], folder: RunFolder) -> int:
+    """`seqbatch train --task charlm` into the (locked) run folder `folder`, flags checked (`check_flags`)."""
+    from shared.lm_training import fit_lm
+
+    seq_length = 100 if a.seq_length is None else a.seq_length
+    steps, epochs = a.steps, a.epochs
     backend = get_backend(a.backend)
     data = load_lm_data(a.data, _data_config(a))
     model_cfg = LMConfig(vocab_size=len(data.vocab), cell=a.cell, num_layers=pick["layers"],
@@ -128,6 +134,7 @@ def cmd_eval(a: argparse.Namespace, ckpt: checkpoint.Checkpoint) -> int:
         raise SeqbatchError(f"{a.checkpoint} is a language model (--task charlm), not {a.task}")
     run = _run_config(a.checkpoint)
     if a.seed is not None:
+        check_seed(a.seed, "--seed")
         data_cfg = LMDataConfig(data_cfg.batching, data_cfg.doc_unit, a.seed)
     data = load_lm_data(a.data, data_cfg, vocab=ckpt.vocab)
     backend = get_backend(a.backend)
@@ -160,9 +167,11 @@ def add_generate(sub: Any) -> None:
 def cmd_generate(a: argparse.Namespace) -> int:
     from shared.generate import SampleConfig, generate
 
-    cfgs = [SampleConfig(a.length, a.temperature, a.top_k, a.seed + i) for i in range(a.samples)]
     if a.samples < 1:
         raise SeqbatchError(f"--samples must be >= 1, got {a.samples}")
+    check_seed(a.seed, "--seed")
+    check_seed(a.seed + a.samples - 1, "--seed + --samples - 1")
+    cfgs = [SampleConfig(a.length, a.temperature, a.top_k, a.seed + i) for i in range(a.samples)]
     ckpt = checkpoint.load(a.checkpoint)
     if not is_lm(ckpt):
         raise SeqbatchError(f"{a.checkpoint} is a classifier checkpoint; generate needs a language model "

@@ -8,7 +8,6 @@ into the namespace, refusing flags that would change the result.
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 from typing import Any
 
@@ -61,8 +60,6 @@ def open_run(a: argparse.Namespace, log: Any) -> RunFolder:
         raise SeqbatchError("give --out RUN_DIR for a new run, or --resume RUN_DIR to continue one")
     if a.checkpoint_every is not None and a.checkpoint_every < 1:
         raise SeqbatchError(f"--checkpoint-every must be >= 1, got {a.checkpoint_every}")
-    if not (math.isfinite(a.max_loss) and a.max_loss > 0):
-        raise SeqbatchError(f"--max-loss must be a finite number > 0, got {a.max_loss}")
     if a.resume is None:
         return RunFolder(a.out, "overwrite" if a.overwrite else "new", log=log)
     if a.overwrite:
