@@ -25,17 +25,14 @@ starts with the file's path; the tensors are read only after the header has pass
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import stat
 import tempfile
-import types
-import typing
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from safetensors import safe_open
@@ -275,8 +272,7 @@ def _config(path: Path, meta: dict[str, str], fmt: str, n_tensors: int) -> Any:
     if not isinstance(d, dict):
         raise SeqbatchError(f"{path}: seqbatch.model metadata must be a JSON object, got {type(d).__name__}")
     try:
-        cfg = kind.config.from_dict(d)
-        check_field_types(cfg)
+        cfg = kind.config.from_dict(d)  # field types checked there (shared.config.check_field_types)
     except SeqbatchError as e:
         raise SeqbatchError(f"{path}: seqbatch.kind/seqbatch.model metadata: {e}") from e
     except (ValueError, TypeError, AttributeError, ArithmeticError) as e:
@@ -285,37 +281,6 @@ def _config(path: Path, meta: dict[str, str], fmt: str, n_tensors: int) -> Any:
     if getattr(cfg, "num_layers", 0) > n_tensors:
         raise SeqbatchError(f"{path}: seqbatch.model says {cfg.num_layers} layers; the file holds {n_tensors} tensors")
     return cfg
-
-
-def check_field_types(cfg: Any) -> None:
-    """SeqbatchError naming the first field of a config dataclass whose value is not of its
-    annotated type (int, float, bool, str, Literal, `X | None`). JSON holds `4.0` or `true` where
-    an int belongs; the config's own checks let them through (`4.0 == 4`), and a backend then
-    fails deep inside torch or XLA."""
-    hints = typing.get_type_hints(type(cfg))
-    for field in dataclasses.fields(cfg):
-        value = getattr(cfg, field.name)
-        if not _is_a(value, hints[field.name]):
-            raise SeqbatchError(f"{field.name} is {value!r:.60}, not {_type_name(hints[field.name])}")
-
-
-def _is_a(value: Any, hint: Any) -> bool:
-    origin = typing.get_origin(hint)
-    if origin is Literal:
-        return any(type(value) is type(a) and value == a for a in typing.get_args(hint))
-    if origin in (typing.Union, types.UnionType):
-        return any(_is_a(value, h) for h in typing.get_args(hint))
-    if hint is type(None):
-        return value is None
-    if hint in (int, float):  # bool is an int to Python, not to a config; an int is a fine float
-        return isinstance(value, (int, float) if hint is float else int) and not isinstance(value, bool)
-    if isinstance(hint, type):
-        return isinstance(value, hint)
-    return True  # a type this check does not know: the config's own validation decides
-
-
-def _type_name(hint: Any) -> str:
-    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
 
 
 def _string_list(path: Path, meta: dict[str, str], key: str) -> list[str]:

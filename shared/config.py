@@ -8,6 +8,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import types
+import typing
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -56,9 +58,41 @@ def config_from_dict(cls: type, d: dict[str, Any], required: set[str]) -> Any:
         raise SeqbatchError(f"model config lacks {sorted(missing)}")
     known = {f.name for f in dataclasses.fields(cls)}
     try:
-        return cls(**{k: v for k, v in d.items() if k in known})
-    except (ValueError, TypeError) as e:
+        check_field_types(cls, {k: v for k, v in d.items() if k in known})
+    except SeqbatchError as e:
         raise SeqbatchError(f"model config is not valid: {e}") from e
+    try:
+        return cls(**{k: v for k, v in d.items() if k in known})
+    except (ValueError, TypeError, OverflowError) as e:
+        raise SeqbatchError(f"model config is not valid: {e}") from e
+
+
+def check_field_types(cls: type, values: dict[str, Any]) -> None:
+    """SeqbatchError naming the first field whose JSON value is not of its annotated type (int,
+    float, bool, str, `X | None`). JSON holds `4.0` or `true` where an int belongs; the config's own
+    checks would let them through (`4.0 == 4`), and a backend then fails deep inside torch or XLA.
+    Literal fields are left to the config's own check, which names the choices."""
+    hints = typing.get_type_hints(cls)
+    for name, value in values.items():
+        if name in hints and not _is_a(value, hints[name]):
+            hint = hints[name]
+            shown = getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+            raise SeqbatchError(f"{name} is {value!r:.60}, not {shown}")
+
+
+def _is_a(value: Any, hint: Any) -> bool:
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_is_a(value, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint in (int, float):  # bool is an int to Python, not to a config; an int is a fine float
+        return isinstance(value, (int, float) if hint is float else int) and not isinstance(value, bool)
+    if isinstance(hint, type):
+        return isinstance(value, hint)
+    return True  # a type this check does not know: the config's own validation decides
 
 
 @dataclass(frozen=True)
@@ -113,7 +147,7 @@ class ModelConfig:
     def from_json(cls, text: str) -> ModelConfig:
         try:
             return cls.from_dict(json.loads(text))
-        except (ValueError, TypeError, AttributeError) as e:  # bad JSON, a non-object, a non-number
+        except (ValueError, TypeError, AttributeError, RecursionError) as e:  # bad JSON, a non-object, ...
             raise SeqbatchError(f"model config is not valid: {e} (in {text[:200]!r})") from e
 
 

@@ -76,7 +76,7 @@ class LMConfig:
     def from_json(cls, text: str) -> LMConfig:
         try:
             return cls.from_dict(json.loads(text))
-        except ValueError as e:
+        except (ValueError, RecursionError) as e:
             raise SeqbatchError(f"model config is not valid JSON: {e} (in {text[:200]!r})") from e
 
 
