@@ -133,7 +133,10 @@ def resume_check(case: ResumeCase, backend: str, work: Path, *, kills: int = 3, 
     targets = sorted(rng.sample(range(2, steps - 2), kills))
     killed_at: list[int | None] = []
     cmd = _command(case.flags, backend, run)
-    for target in targets:
+    for i, planned in enumerate(targets):
+        # Past the state the last kill left, so that every kill lands in training, not in start-up.
+        target = max(planned, (killed_at[-1] or 0) + 2 if killed_at else planned)
+        targets[i] = target
         saved = _kill_after(cmd, run, target, rng.uniform(0.0, 0.05), timeout)
         killed_at.append(saved)
         cmd = [*SEQBATCH, "train", "--resume", str(run), "--no-progress"]

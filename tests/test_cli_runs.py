@@ -175,3 +175,46 @@ def test_a_signal_saves_the_state_and_says_how_to_resume(sig: int, code: int, tm
     assert not (out / ".lock").exists()
     holder = RunFolder(out, "resume")  # the saved state is there and the folder is free
     holder.close()
+
+
+def test_a_full_disk_during_a_save_is_one_line_and_keeps_the_last_state(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from shared import runs
+
+    calls = {"n": 0}
+
+    def disk_full(tmp: Path) -> None:
+        if tmp.name.startswith(".run.safetensors"):
+            calls["n"] += 1
+            if calls["n"] == 2:  # the save at step 0 succeeds, the next one finds the disk full
+                raise OSError(errno.ENOSPC, "No space left on device", str(tmp))
+
+    monkeypatch.setattr(runs, "FAULT_BEFORE_REPLACE", disk_full)
+    out = tmp_path / "run"
+    code, _, err = cli("train", "--steps", "20", "--checkpoint-every", "5", "--out", str(out), "--no-progress")
+    assert code == 2 and "No space left on device" in one_line_error(err.splitlines()[-1])
+    monkeypatch.setattr(runs, "FAULT_BEFORE_REPLACE", None)
+    assert not (out / ".lock").exists() and not list((out / "state").glob(".*.tmp"))
+    code, stdout, err = cli("train", "--resume", str(out), "--no-progress")  # from the state of step 0
+    assert code == 0, err
+    assert json.loads(stdout)["steps"] == 20
+
+
+def test_a_plot_that_fails_costs_a_warning_not_the_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shared.training
+
+    def broken(*args: object, **kw: object) -> None:
+        raise RuntimeError("no display")
+
+    monkeypatch.setattr(shared.training, "loss_curve", broken)
+    out = tmp_path / "run"
+    code, _, err = cli("train", "--steps", "3", "--out", str(out), "--no-progress")
+    assert code == 0 and "the plots were not written (RuntimeError: no display)" in err
+    assert (out / "model.safetensors").is_file() and not (out / "loss.png").exists()
+
+
+def test_a_model_too_big_for_memory_is_refused_before_allocating(tmp_path: Path) -> None:
+    code, _, err = cli("train", "--hidden", "100000", "--steps", "1", "--out", str(tmp_path / "run"), "--no-progress")
+    assert code == 2 and "GiB for its weights, gradients and optimizer state" in one_line_error(err.splitlines()[-1])
