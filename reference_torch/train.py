@@ -127,9 +127,9 @@ def load_optimizer_arrays(model: torch.nn.Module, optimizer: torch.optim.Optimiz
         entries = {k[len(prefix):]: torch.from_numpy(np.array(v)) for k, v in arrays.items() if k.startswith(prefix)}
         known |= {prefix + k for k in entries}
         for key, value in entries.items():
-            if key != "step" and tuple(value.shape) != tuple(p.shape):
+            if tuple(value.shape) != (() if key == "step" else tuple(p.shape)):
                 raise SeqbatchError(f"optimizer state {prefix}{key} has shape {tuple(value.shape)}, "
-                                    f"the parameter {tuple(p.shape)}")
+                                    f"the parameter {tuple(p.shape)} (a step count: ())")
         if entries:
             state[index] = entries
     stray = sorted(k for k in arrays if k.startswith("optim/") and k not in known)

@@ -17,6 +17,7 @@ import numpy as np
 
 from shared.backend import Backend
 from shared.config import TrainConfig
+from shared.errors import SeqbatchError
 from shared.guard import Diverged, Interrupted
 from shared.layout import check_fits_memory
 from shared.runs import DEFAULT_SAVE_SECONDS, RunFolder, load_state, save_state
@@ -51,12 +52,18 @@ class RunLoop:
         check_fits_memory(self.model_cfg)
         if self.folder is not None and self.folder.mode == "resume":
             params, arrays, best, info = load_state(self.folder, self.model_cfg)
-            step = int(info["step"])
-            state = b.restore_state(b.from_params(self.model_cfg, params), self.train_cfg, arrays, step)
-            self.history = list(info["history"])
-            self.counters = dict(info.get("counters", {}))
-            if best is not None:
-                self.best = Best(int(info["best"]["step"]), dict(info["best"]["val"]), best)
+            try:
+                step = int(info["step"])
+                state = b.restore_state(b.from_params(self.model_cfg, params), self.train_cfg, arrays, step)
+                self.history = list(info["history"])
+                self.counters = dict(info.get("counters", {}))
+                if best is not None:
+                    self.best = Best(int(info["best"]["step"]), dict(info["best"]["val"]), best)
+            except SeqbatchError as e:
+                raise SeqbatchError(f"{self.folder.state_file}: {e}") from e
+            except (KeyError, TypeError, ValueError, RuntimeError) as e:  # torch rejects a bad RNG state so
+                raise SeqbatchError(f"{self.folder.state_file}: the saved state does not fit this run "
+                                    f"({type(e).__name__}: {e})") from e
             old = self.folder.read_config()
             resumes = [*old.get("resumes", []), {"step": step, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}]
             self.folder.write_config({**config, "resumes": resumes})

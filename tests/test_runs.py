@@ -101,6 +101,36 @@ def test_an_interrupted_run_saves_resumes_and_ends_the_same(backend: Backend, na
     _same_run(tmp_path / "ref", tmp_path / "cut")
 
 
+def test_an_imdb_shaped_run_resumes_exactly(backend: Backend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Words, an embedding, shuffled epochs with length bucketing, clipping, keep-best, epoch records."""
+    from shared.dataset import imdb_dataset
+    from shared.text import TextConfig
+
+    data = imdb_dataset(None, TextConfig(max_len=40), seed=0, max_train=300, max_test=100)
+    cfg = ModelConfig(vocab_size=len(data.vocab), num_classes=2, cell="gru", num_layers=2, bidirectional=True,
+                      hidden_size=8, embed_dim=8, dropout=0.3)
+    train = TrainConfig(optimizer="adam", lr=3e-3, batch_size=16, steps=None, epochs=2, clip_norm=3.0, seed=4,
+                        sampler="epoch", eval_every=9)
+    kw: dict[str, Any] = {"progress": False, "log": lambda m: None, "keep_best": True, "bucket_chunk": 5,
+                          "checkpoint_every": 4, "probe_size": 50}
+    fit(backend, cfg, train, data, tmp_path / "ref", **kw)
+    real_step = backend.train_step
+
+    def step_then_signal(state: Any, batch: Any) -> Any:
+        out = real_step(state, batch)
+        if out[0].step == 23:  # mid-way through the second epoch, between saves
+            os.kill(os.getpid(), signal.SIGINT)
+        return out
+
+    monkeypatch.setattr(backend, "train_step", step_then_signal)
+    with pytest.raises(Interrupted):
+        fit(backend, cfg, train, data, tmp_path / "cut", **kw)
+    monkeypatch.setattr(backend, "train_step", real_step)
+    fit(backend, cfg, train, data, tmp_path / "cut", mode="resume", **kw)
+    _same_run(tmp_path / "ref", tmp_path / "cut")
+    assert sum(r.get("split") == "epoch" for r in _metrics(tmp_path / "cut")) == 2
+
+
 def test_the_language_models_carried_state_survives_a_resume(backend: Backend, tmp_path: Path) -> None:
     data = load_lm_data(None, LMDataConfig(seed=0))
     cfg = LMConfig(vocab_size=len(data.vocab), cell="gru", num_layers=2, hidden_size=10, embed_dim=6, dropout=0.3)
@@ -232,3 +262,32 @@ def test_the_lock_refuses_a_second_writer_and_takes_over_a_dead_ones(tmp_path: P
 def test_metrics_are_strict_json() -> None:
     assert runs.dumps({"a": float("nan"), "b": [float("inf"), np.float32(1.5)], "c": np.int64(3)}) == \
         '{"a": null, "b": [null, 1.5], "c": 3}'
+
+
+@pytest.mark.parametrize("damage", ["truncate", "rng", "optim"])
+def test_a_damaged_run_state_is_a_one_line_error(backend: Backend, names: Dataset, tmp_path: Path, damage: str) -> None:
+    """Truncated at many offsets, or well-formed with a wrong RNG or optimizer entry: SeqbatchError naming the file."""
+    from safetensors import safe_open
+    from safetensors.numpy import load_file, save_file
+
+    cfg = _cfg(names)
+    train = TrainConfig(optimizer="adam", lr=0.01, batch_size=8, steps=3, eval_every=3)
+    fit(backend, cfg, train, names, tmp_path / "run", progress=False, log=lambda m: None)
+    state = tmp_path / "run" / "state" / "run.safetensors"
+    good = state.read_bytes()
+    if damage == "truncate":
+        cuts = sorted(set(range(0, len(good), max(1, len(good) // 60))) | {8, len(good) - 1})
+    else:
+        with safe_open(str(state), framework="numpy") as f:
+            meta = f.metadata()
+        tensors = load_file(str(state))
+        key = next(k for k in tensors if k.startswith(f"{damage}/"))
+        tensors[key] = np.zeros(3, tensors[key].dtype)
+        save_file(tensors, str(state), metadata=meta)
+        cuts = [len(state.read_bytes())]
+        good = state.read_bytes()
+    for cut in cuts:
+        state.write_bytes(good[:cut])
+        with pytest.raises(SeqbatchError, match=str(state)):
+            fit(backend, cfg, train, names, tmp_path / "run", mode="resume", progress=False, log=lambda m: None)
+        assert not (tmp_path / "run" / runs.LOCK).exists()
