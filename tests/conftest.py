@@ -9,6 +9,7 @@ it tests.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,22 @@ TINY_NAMES: dict[str, list[str]] = {
 }
 
 NamesDir = Callable[..., Path]
+
+
+REQUIRE_DATA_ENV = "SEQBATCH_REQUIRE_DATA"  # .ci/run sets it to 1 where ../shared/data is present
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """With SEQBATCH_REQUIRE_DATA=1 a test that skips for want of data fails instead: CI must not pass
+    by silently not running the tests on the real data."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and os.environ.get(REQUIRE_DATA_ENV) == "1":
+        reason = str(report.longrepr[-1] if isinstance(report.longrepr, tuple) else report.longrepr)
+        if re.search(r"\bdata\b", reason):
+            report.outcome = "failed"
+            report.longrepr = f"{REQUIRE_DATA_ENV}=1 but the test skipped: {reason}"
 
 
 def pytest_configure(config: pytest.Config) -> None:

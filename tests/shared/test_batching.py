@@ -98,6 +98,17 @@ def test_samplers_are_reproducible_from_the_seed() -> None:
         assert all(np.array_equal(x, y) for x, y in zip(a.epoch(), b.epoch(), strict=True))
 
 
+@pytest.mark.parametrize("kind", ["random", "epoch", "balanced"])
+def test_another_seed_draws_another_stream(kind: str) -> None:
+    labels = np.arange(50) % 3
+
+    def two_epochs(seed: int) -> np.ndarray:
+        sampler = Sampler(labels, 8, kind=kind, seed=seed)
+        return np.concatenate(sampler.epoch() + sampler.epoch())
+
+    assert not np.array_equal(two_epochs(7), two_epochs(8)), f"{kind}: seeds 7 and 8 drew the same batches"
+
+
 @pytest.mark.parametrize("batch_size", [7, 32, 64])
 def test_balanced_batches_hold_each_class_in_proportion(batch_size: int) -> None:
     counts = np.array([700, 180, 60, 40, 15, 5])  # imbalanced, as real label sets are

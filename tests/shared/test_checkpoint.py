@@ -322,3 +322,17 @@ def test_save_casts_to_the_config_dtype_and_refuses_what_load_would(tmp_path: Pa
     with pytest.raises(SeqbatchError, match=r"head\.bias has dtype int64"):
         checkpoint.save(tmp_path / "int.safetensors", Checkpoint(CFG, ints))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.safetensors"]
+
+
+def test_a_float64_model_round_trips_in_float64(tmp_path: Path) -> None:
+    """Digits past float32's precision survive: a float64 model is saved as float64, not rounded."""
+    cfg = ModelConfig(vocab_size=6, num_classes=3, cell="lstm", hidden_size=4, dtype="float64")
+    rng = np.random.default_rng(1)
+    params = {k: rng.standard_normal(shape) for k, shape in parameter_shapes(cfg).items()}
+    path = tmp_path / "model.safetensors"
+    checkpoint.save(path, Checkpoint(cfg, params))
+    back = checkpoint.load(path)
+    assert back.config.dtype == "float64"
+    for name, value in params.items():
+        assert back.params[name].dtype == np.float64, name
+        np.testing.assert_array_equal(back.params[name], value, err_msg=name)

@@ -99,6 +99,8 @@ def test_document_split_has_no_document_twice_and_is_seeded(tmp_path: Path) -> N
     assert [len(p) for p in (a.train, a.val, a.test)] == [180, 10, 10]
     assert all(np.array_equal(x, y) for x, y in zip(a.val, b.val, strict=True))
     assert not all(np.array_equal(x, y) for x, y in zip(a.val, c.val, strict=True))
+    c_train = {"".join(c.vocab.decode(d)) for d in c.train}
+    assert c_train != as_text[0], "another seed holds out other documents, not the same ones reshuffled"
 
 
 def test_a_folder_of_files_gives_one_document_per_line_or_per_file(tmp_path: Path) -> None:
