@@ -84,3 +84,18 @@ def test_evaluation_applies_no_dropout(backend: Backend, kind: str) -> None:
         first, again, without = (lm.logits(m, batch)[0] for m in (model, model, plain))
     np.testing.assert_array_equal(first, again)
     np.testing.assert_array_equal(first, without)
+
+
+def test_the_torch_padded_kernel_drops_like_the_packed_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The classifier's second torch kernel (per-layer calls, for long sequences) drops between layers
+    in training at the same rate, and not in evaluation."""
+    from shared.backend import get_backend
+
+    monkeypatch.setenv("SEQBATCH_TORCH_DEVICE", "cpu")
+    monkeypatch.setenv("SEQBATCH_TORCH_KERNEL", "padded")
+    torch_backend = get_backend("torch")
+    cfg, batch = classifier_case()
+    before, after, model = one_step(torch_backend, cfg, batch)
+    assert abs(dropped_share(before, after, "rnn.weight_ih_l1") - RATE) < 0.08
+    plain = torch_backend.from_params(dataclasses.replace(cfg, dropout=0.0), after)
+    np.testing.assert_array_equal(torch_backend.logits(model, batch), torch_backend.logits(plain, batch))

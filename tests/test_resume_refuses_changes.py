@@ -43,5 +43,6 @@ def test_a_flag_that_changes_the_run_is_refused(run: Path, flag: str, value: str
     code, _, err = cli("train", "--resume", str(run), flag, value, "--steps", "3", "--no-progress")
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and lines[0].startswith("seqbatch: error: "), err
-    assert f"{flag} {value} (the run has {has}" in lines[0]
+    said = f"has {has})" if has else "left it at its default)"
+    assert f"{flag} {value} (the run {said}" in lines[0]
     assert (run / "metrics.jsonl").read_bytes() == before

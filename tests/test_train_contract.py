@@ -43,15 +43,34 @@ def test_train_step_reports_loss_and_grad_norm_and_lowers_the_loss(backend: Back
 
 
 def test_clipping_bounds_the_update(backend: Backend) -> None:
+    """torch's formula exactly: the gradient scaled by max_norm / (norm + 1e-6). In float64 the 1e-6
+    is a relative 5e-6 here, a million times what float64 rounding leaves."""
     batch = tiny_batch()
-    model = backend.init(TINY, seed=0)
-    start = backend.to_params(model)
-    cfg = TrainConfig(optimizer="sgd", lr=1.0, momentum=0.0, steps=1, clip_norm=1e-3)
-    state, metrics = backend.train_step(backend.train_state(backend.init(TINY, seed=0), cfg), batch)
+    cfg64 = dataclasses.replace(TINY, dtype="float64")
+    start = backend.to_params(backend.init(cfg64, seed=0))
+    clip = 1e-3
+    cfg = TrainConfig(optimizer="sgd", lr=1.0, momentum=0.0, steps=1, clip_norm=clip)
+    state, metrics = backend.train_step(backend.train_state(backend.init(cfg64, seed=0), cfg), batch)
     after = backend.to_params(backend.model_of(state))
     step = np.sqrt(sum(((after[k] - start[k]) ** 2).sum() for k in start))
-    assert float(metrics["grad_norm"]) > 1e-3  # reported before clipping
-    assert step == pytest.approx(1e-3, rel=1e-2)  # lr 1 x gradient clipped to norm 1e-3
+    norm = float(metrics["grad_norm"])
+    assert norm > 1e-3  # reported before clipping
+    assert step == pytest.approx(norm * clip / (norm + 1e-6), rel=1e-9)  # lr 1 x the clipped gradient
+
+
+def test_a_bad_step_changes_nothing(backend: Backend) -> None:
+    """Every step above a tiny --max-loss is bad: skipped, the weights stay bit for bit as they were;
+    under on_nan="stop" the state freezes at the first one."""
+    batch = tiny_batch()
+    start = backend.to_params(backend.init(TINY, seed=0))
+    for on_nan in ("skip", "stop"):
+        cfg = TrainConfig(optimizer="adam", lr=0.1, steps=3, max_loss=1e-9, on_nan=on_nan)
+        state = backend.train_state(backend.init(TINY, seed=0), cfg)
+        for _ in range(3):
+            state, metrics = backend.train_step(state, batch)
+            assert not bool(metrics["ok"])
+        after = backend.to_params(backend.model_of(state))
+        assert all(np.array_equal(start[k], after[k]) for k in start), on_nan
 
 
 def test_same_seed_same_trajectory(backend: Backend) -> None:

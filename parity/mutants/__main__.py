@@ -2,6 +2,7 @@
 
     python -m parity.mutants                      # all mutants, table + parity/results/mutants/
     python -m parity.mutants --list
+    python -m parity.mutants --catalog shared         # one catalog: shared/, the CLI and parity/
     python -m parity.mutants --only eval-ignores-backend,split-seed-ignored --jobs 2
 
 Each distinct test selection first runs once on the unpatched copy (its baseline: a selection that
@@ -65,6 +66,17 @@ def collect(catalogs: Sequence[str] = CATALOGS) -> list[Mutant]:
     if twice:
         raise R.HarnessError(f"mutant names must be unique: {', '.join(twice)}")
     return found
+
+
+def catalogs(names: str | None) -> tuple[str, ...]:
+    if not names:
+        return CATALOGS
+    known = {c.rsplit("_", 1)[1]: c for c in CATALOGS}
+    wanted = [n.strip() for n in names.split(",") if n.strip()]
+    unknown = sorted(set(wanted) - known.keys())
+    if unknown:
+        raise R.HarnessError(f"unknown catalog(s): {', '.join(unknown)}; choose from {', '.join(known)}")
+    return tuple(known[n] for n in wanted)
 
 
 def select(mutants: list[Mutant], only: str | None) -> list[Mutant]:
@@ -198,7 +210,7 @@ def write_report(out: Path, results: list[Result], command: list[str], seconds: 
     versions = _versions()
     lines = ["# Semantic mutants (issue 12)", "",
              "Each mutant is a small, plausible bug patched into a scratch copy of the repository; the tests it "
-             "names then run there (`" + " ".join(R.pytest_command(["<tests>"])[1:]) + "`). *killed*: pytest "
+             "names then run there (`python " + " ".join(R.pytest_command(["<tests>"])[1:]) + "`). *killed*: pytest "
              "exited 1 (a test failed). Anything else (SURVIVED, STALE, BROKEN BASELINE, timeout, import error, "
              "other pytest exits) fails the run.", "",
              f"- command: `{' '.join(command)}`", f"- date: {when}", f"- jobs: {jobs}",
@@ -223,6 +235,8 @@ def write_report(out: Path, results: list[Result], command: list[str], seconds: 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m parity.mutants", description=__doc__.split("\n\n")[0])
     p.add_argument("--only", default=None, metavar="NAME[,NAME]", help="run only these mutants")
+    p.add_argument("--catalog", default=None, metavar="NAME[,NAME]",
+                   help="run only these catalogs: shared (shared/, the CLI, parity/), backends; default all")
     p.add_argument("--list", action="store_true", help="list the mutants and their tests, run nothing")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"report folder (default {DEFAULT_OUT})")
     p.add_argument("--jobs", type=int, default=1, help="mutants run at once, one scratch copy each (default 1)")
@@ -232,7 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if a.jobs < 1:
             raise R.HarnessError(f"--jobs must be >= 1, got {a.jobs}")
-        mutants = select(collect(), a.only)
+        mutants = select(collect(catalogs(a.catalog)), a.only)
         if a.list:
             for m in mutants:
                 n = R.occurrences(REPO, m)

@@ -86,7 +86,8 @@ def _restore_flags(a: argparse.Namespace, folder: RunFolder) -> None:
         now = getattr(a, key)
         now = str(now) if isinstance(now, Path) else now
         if _given(a, key) and now != value:
-            changed.append(f"--{key.replace('_', '-')} {now} (the run has {value})")
+            had = "left it at its default" if value is None else f"has {value}"
+            changed.append(f"--{key.replace('_', '-')} {now} (the run {had})")
     if changed:
         raise SeqbatchError(f"--resume {folder.path}: these flags would change the run: {'; '.join(changed)}. "
                             "Only --steps/--epochs (to extend it), --on-nan, --max-loss, --checkpoint-every and "
