@@ -218,3 +218,10 @@ def test_a_plot_that_fails_costs_a_warning_not_the_model(tmp_path: Path, monkeyp
 def test_a_model_too_big_for_memory_is_refused_before_allocating(tmp_path: Path) -> None:
     code, _, err = cli("train", "--hidden", "100000", "--steps", "1", "--out", str(tmp_path / "run"), "--no-progress")
     assert code == 2 and "GiB for its weights, gradients and optimizer state" in one_line_error(err.splitlines()[-1])
+
+
+def test_eval_checks_its_output_paths_before_loading_anything(tmp_path: Path) -> None:
+    (tmp_path / "folder").mkdir()
+    code, _, err = cli("eval", "--checkpoint", str(tmp_path / "missing.safetensors"), "--confusion",
+                       str(tmp_path / "folder"))
+    assert code == 2 and "--confusion" in one_line_error(err)

@@ -285,9 +285,13 @@ def add_eval(sub: Any) -> None:
 
 
 def cmd_eval(a: argparse.Namespace) -> int:
+    from shared.paths import writable_file
     from shared.plots import confusion_plot
     from shared.training import evaluate
 
+    for flag, path in (("--confusion", a.confusion), ("--logits-out", a.logits_out)):
+        if path is not None:
+            writable_file(path, flag)  # before minutes of evaluation, not after
     ckpt = checkpoint.load(a.checkpoint)
     if lm.is_lm(ckpt):
         return lm.cmd_eval(a, ckpt)
