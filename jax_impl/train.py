@@ -181,13 +181,19 @@ def load_key(arrays: dict[str, np.ndarray], like: jax.Array) -> jax.Array:
     return jax.random.wrap_key_data(jnp.asarray(data), impl=jax.random.key_impl(like))
 
 
-def state_arrays(state: TrainState) -> dict[str, np.ndarray]:
-    """Optimizer state and dropout key as named arrays (the weights are saved apart)."""
+def state_arrays(state: Any) -> dict[str, np.ndarray]:
+    """Optimizer state and dropout key as named arrays (the weights are saved apart); any kind's
+    train state with `opt_state` and `key`."""
     return {**optimizer_arrays(state.opt_state), **key_arrays(state.key)}
+
+
+def restored(state: Any, arrays: dict[str, np.ndarray], step: int) -> Any:
+    """A fresh train state of any kind (fields `opt_state`, `key`, `step`) given the saved optimizer
+    state, key and step."""
+    return dataclasses.replace(state, opt_state=load_optimizer_arrays(state.opt_state, arrays),
+                               key=load_key(arrays, state.key), step=step)
 
 
 def restore_state(model: Model, cfg: TrainConfig, arrays: dict[str, np.ndarray], step: int) -> TrainState:
     """The train state `state_arrays` described, around `model` (its weights already loaded)."""
-    state = train_state(model, cfg)
-    return dataclasses.replace(state, opt_state=load_optimizer_arrays(state.opt_state, arrays),
-                               key=load_key(arrays, state.key), step=step)
+    return restored(train_state(model, cfg), arrays, step)

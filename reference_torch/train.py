@@ -40,7 +40,7 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opti
 
 def train_state(model: SequenceClassifier, cfg: TrainConfig) -> TrainState:
     torch.manual_seed(cfg.seed)  # dropout masks
-    if model.head.weight.device.type == "cpu":
+    if _device(model).type == "cpu":
         keep_freed_host_memory()
     return TrainState(model, make_optimizer(model, cfg), cfg)
 
@@ -156,16 +156,22 @@ def load_rng_arrays(device: torch.device, arrays: dict[str, np.ndarray]) -> None
                          None if gpu is None or device.type != "cuda" else torch.from_numpy(np.array(gpu))))
 
 
-def state_arrays(state: TrainState) -> dict[str, np.ndarray]:
-    """Optimizer state and dropout RNG as named arrays (the weights are saved apart)."""
+def state_arrays(state: Any) -> dict[str, np.ndarray]:
+    """Optimizer state and dropout RNG as named arrays (the weights are saved apart); any kind's
+    train state with `model` and `optimizer`."""
     return {**optimizer_arrays(state.model, state.optimizer), **rng_arrays(_device(state.model))}
+
+
+def restored(state: Any, arrays: dict[str, np.ndarray], step: int) -> Any:
+    """A fresh train state of any kind (fields `model`, `optimizer`, `step`) given the saved optimizer
+    state, dropout generator and step."""
+    load_optimizer_arrays(state.model, state.optimizer, arrays)
+    load_rng_arrays(_device(state.model), arrays)
+    state.step = step
+    return state
 
 
 def restore_state(model: SequenceClassifier, cfg: TrainConfig, arrays: dict[str, np.ndarray],
                   step: int) -> TrainState:
     """The train state `state_arrays` described, around `model` (its weights already loaded)."""
-    state = train_state(model, cfg)
-    load_optimizer_arrays(model, state.optimizer, arrays)
-    load_rng_arrays(_device(model), arrays)
-    state.step = step
-    return state
+    return restored(train_state(model, cfg), arrays, step)

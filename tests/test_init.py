@@ -11,12 +11,14 @@ import pytest
 from shared.backend import Backend
 from shared.config import ModelConfig
 from shared.kinds.lm import LMConfig
+from shared.kinds.skipgram import SkipgramConfig
 from shared.layout import init_bound
 
 CONFIGS = {
     "classifier": ModelConfig(vocab_size=300, num_classes=40, cell="lstm", num_layers=2, bidirectional=True,
                               hidden_size=96, embed_dim=32),
     "lm": LMConfig(vocab_size=300, cell="gru", num_layers=2, hidden_size=96, embed_dim=32),
+    "skipgram": SkipgramConfig(vocab_size=300, embed_dim=40),  # word2vec's: uniform +-0.5/D, and zeros
 }
 
 
@@ -29,6 +31,9 @@ def test_every_tensor_has_torchs_default_distribution(backend: Backend, kind: st
         bound = init_bound(cfg, name)
         if bound is None:  # standard normal
             assert abs(x.mean()) < 5 / math.sqrt(x.size) and x.std() == pytest.approx(1.0, rel=0.05), name
+            continue
+        if bound == 0:  # zeros (the skip-gram's output vectors)
+            assert not x.any(), name
             continue
         sd = bound / math.sqrt(3)  # of uniform(-bound, bound)
         assert x.min() >= -bound and x.max() <= bound, name

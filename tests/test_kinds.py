@@ -26,7 +26,7 @@ CLS = ModelConfig(vocab_size=7, num_classes=3, cell="lstm", hidden_size=4)
 
 
 def test_every_kind_is_registered_and_found_from_its_config() -> None:
-    assert set(KIND_NAMES) == {"classifier", "lm"}
+    assert set(KIND_NAMES) == {"classifier", "lm", "skipgram"}
     assert kind_of(LM).name == "lm" and kind_of(CLS).name == "classifier"
     assert get_kind("lm").select_metric == "nats_per_char" and not get_kind("lm").higher_is_better
     with pytest.raises(SeqbatchError, match="unknown model kind"):

@@ -64,10 +64,10 @@ MUTANTS: list[Mutant] = [
            "    if True:\n        state.optimizer.step()", ("tests/test_train_contract.py",)),
     Mutant("torch-resume-without-rng", "a resumed torch run starts its dropout generator from the seed again",
            "reference_torch/train.py",
-           "    load_optimizer_arrays(model, state.optimizer, arrays)\n    load_rng_arrays(_device(model), arrays)\n"
-           "    state.step = step",
-           "    load_optimizer_arrays(model, state.optimizer, arrays)\n    state.step = step", RUNS),
-    Mutant("jax-resume-fresh-optimizer", "a resumed JAX classifier run starts from a fresh optimizer state",
+           "    load_optimizer_arrays(state.model, state.optimizer, arrays)\n"
+           "    load_rng_arrays(_device(state.model), arrays)\n    state.step = step",
+           "    load_optimizer_arrays(state.model, state.optimizer, arrays)\n    state.step = step", RUNS),
+    Mutant("jax-resume-fresh-optimizer", "a resumed JAX run starts from a fresh optimizer state",
            "jax_impl/train.py",
            "    return dataclasses.replace(state, opt_state=load_optimizer_arrays(state.opt_state, arrays),\n"
            "                               key=load_key(arrays, state.key), step=step)",
@@ -80,4 +80,10 @@ MUTANTS: list[Mutant] = [
     Mutant("torch-lm-reset-ignored", "the torch LM carries the state across a reset (a new epoch or document)",
            "reference_torch/models/lm.py", "    if carry is None or batch.reset:\n        return tuple(like.new_zeros",
            "    if carry is None:\n        return tuple(like.new_zeros", PARITY_LM),
+    Mutant("jax-skipgram-negative-sign", "the JAX skip-gram rewards the negatives instead of penalising them",
+           "jax_impl/models/skipgram.py", "jnp.sum(jax.nn.log_sigmoid(-scores[1:]))",
+           "jnp.sum(jax.nn.log_sigmoid(scores[1:]))", ("tests/parity/test_parity_skipgram.py",)),
+    Mutant("torch-skipgram-output-vectors-random", "torch starts the skip-gram's output vectors random, not at zero",
+           "reference_torch/models/skipgram.py", "                    table.zero_()",
+           "                    table.uniform_(-0.1, 0.1)", ("tests/test_init.py",)),
 ]

@@ -34,12 +34,12 @@ class Kind:
 @cache
 def _registry() -> dict[str, Kind]:
     # Imported here, not at module level: each kind's module imports shared.layout, which imports us.
-    from shared.kinds import classifier, lm
+    from shared.kinds import classifier, lm, skipgram
 
-    return {k.name: k for k in (classifier.KIND, lm.KIND)}
+    return {k.name: k for k in (classifier.KIND, lm.KIND, skipgram.KIND)}
 
 
-KIND_NAMES: tuple[str, ...] = ("classifier", "lm")
+KIND_NAMES: tuple[str, ...] = ("classifier", "lm", "skipgram")
 
 
 def get_kind(name: str) -> Kind:
