@@ -4,8 +4,6 @@ called (a command that quietly used torch would still print plausible numbers)."
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -13,16 +11,11 @@ from typing import Any
 
 import pytest
 
-from shared.cli import main
+from shared.cli import run_captured as cli
 
 BACKENDS = ("torch", "jax")
 
 
-def cli(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(list(argv))
-    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture(autouse=True)

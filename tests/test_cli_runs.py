@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import signal
@@ -15,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.cli import main
+from shared.cli import run_captured as cli
 from shared.runs import RunFolder
 
 SEQBATCH = [sys.executable, "-c", "from shared.cli import main; raise SystemExit(main())"]
@@ -28,11 +26,6 @@ def _cpu(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SEQBATCH_TORCH_DEVICE", "cpu")
 
 
-def cli(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(list(argv))
-    return code, out.getvalue(), err.getvalue()
 
 
 def one_line_error(err: str) -> str:

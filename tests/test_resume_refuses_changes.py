@@ -3,20 +3,11 @@ the run computes is refused with one line naming it and the run's value; the run
 
 from __future__ import annotations
 
-import contextlib
-import io
 from pathlib import Path
 
 import pytest
 
-from shared.cli import main
-
-
-def cli(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(list(argv))
-    return code, out.getvalue(), err.getvalue()
+from shared.cli import run_captured as cli
 
 
 @pytest.fixture(autouse=True)

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from parity.resume import TIMING_KEYS as TIMING
 from shared import runs
 from shared.backend import Backend
 from shared.config import ModelConfig, TrainConfig
@@ -25,8 +26,6 @@ from shared.lm_data import LMDataConfig, load_lm_data
 from shared.lm_training import fit_lm
 from shared.runs import RunFolder, load_state
 from shared.training import fit
-
-TIMING = {"train_seconds", "eval_seconds", "epoch_seconds"}
 
 
 @pytest.fixture(scope="module")

@@ -80,6 +80,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             signal.signal(signal.SIGTERM, previous)
 
 
+def run_captured(*argv: str) -> tuple[int, str, str]:
+    """Run one command in this process: (exit status, what it printed, what it printed to stderr)."""
+    import contextlib
+    import io
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(argv))
+    return code, out.getvalue(), err.getvalue()
+
+
 def _fail(line: str, code: int) -> int:
     print(line, file=sys.stderr)
     return code
