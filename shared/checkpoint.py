@@ -59,6 +59,7 @@ class Checkpoint:
     text: TextConfig | None = None
     data: LMDataConfig | None = None
     split: dict[str, Any] | None = None  # the split parameters the run used (a JSON object)
+    words: tuple[str, ...] | None = None  # skip-gram: the word of each embedding row (no pad or unk)
 
 
 def check_shapes(cfg: Any, shapes: dict[str, tuple[int, ...]], where: str) -> None:
@@ -132,6 +133,10 @@ def _metadata(ckpt: Checkpoint, where: str) -> dict[str, str]:
             "seqbatch.model": ckpt.config.to_json()}
     if ckpt.vocab is not None:
         meta["seqbatch.vocab"] = json.dumps(list(ckpt.vocab.tokens), ensure_ascii=False)
+    if ckpt.words is not None:
+        if len(ckpt.words) != ckpt.config.vocab_size:
+            raise SeqbatchError(f"{where}: {len(ckpt.words)} words for a model of {ckpt.config.vocab_size} rows")
+        meta["seqbatch.words"] = json.dumps(list(ckpt.words), ensure_ascii=False)
     if ckpt.labels is not None:
         meta["seqbatch.labels"] = json.dumps(list(ckpt.labels), ensure_ascii=False)
     if ckpt.text is not None:
@@ -200,9 +205,10 @@ def load(path: str | Path) -> Checkpoint:
     text = _optional(path, meta, "seqbatch.text", TextConfig.from_dict)
     data = _optional(path, meta, "seqbatch.data", LMDataConfig.from_dict)
     split = _optional(path, meta, "seqbatch.split", _split)
+    words = _words(path, meta, cfg)
     params = _read_tensors(path, list(header))
     check_finite(params, where)
-    return Checkpoint(cfg, params, vocab, labels, text, data, split)
+    return Checkpoint(cfg, params, vocab, labels, text, data, split, words)
 
 
 def _check_file(path: Path) -> None:
@@ -305,6 +311,15 @@ def _vocab(path: Path, meta: dict[str, str], cfg: Any) -> Vocab | None:
     if len(vocab) != cfg.vocab_size:
         raise SeqbatchError(f"{path}: seqbatch.vocab has {len(vocab)} tokens, the model expects {cfg.vocab_size}")
     return vocab
+
+
+def _words(path: Path, meta: dict[str, str], cfg: Any) -> tuple[str, ...] | None:
+    if "seqbatch.words" not in meta:
+        return None
+    words = _string_list(path, meta, "seqbatch.words")
+    if len(words) != cfg.vocab_size:
+        raise SeqbatchError(f"{path}: seqbatch.words has {len(words)} words, the model has {cfg.vocab_size} rows")
+    return tuple(words)
 
 
 def _labels(path: Path, meta: dict[str, str], cfg: Any) -> list[str] | None:

@@ -97,3 +97,75 @@ def analogies(vectors: Float[np.ndarray, "vocab dim"], words: list[str] | tuple[
         scores[rows, q[:, :3]] = -np.inf  # the question's own words are never the answer
         correct += int(np.sum(np.argmax(scores, axis=1) == q[:, 3]))
     return Score(correct / len(known), len(known), len(questions) - len(known))
+
+
+# -- the three standard sets, found in one folder
+
+EVAL_FILES = {"wordsim353": "wordsim353.tsv", "simlex999": "simlex999.txt", "analogy": "questions-words.txt"}
+EVAL_ENV = "SEQBATCH_WORD_EVAL"
+
+
+def find_eval_dir(given: Path | None = None) -> Path | None:
+    """The folder holding EVAL_FILES: `given` (--word-eval; refused if it lacks them), else
+    $SEQBATCH_WORD_EVAL, else the copy the gensim wheel ships (gensim/test/test_data, when gensim is
+    installed), else None (scores are then not computed)."""
+    import os
+
+    if given is not None:
+        missing = [f for f in EVAL_FILES.values() if not (given / f).is_file()]
+        if missing:
+            raise SeqbatchError(f"--word-eval {given}: missing {', '.join(missing)} (expected "
+                                f"{', '.join(EVAL_FILES.values())}, e.g. ../shared/data/word-eval)")
+        return given
+    candidates = [Path(os.environ[EVAL_ENV])] if os.environ.get(EVAL_ENV) else []
+    try:
+        import importlib.util
+
+        spec = importlib.util.find_spec("gensim")
+        if spec is not None and spec.origin is not None:
+            candidates.append(Path(spec.origin).parent / "test" / "test_data")
+    except (ImportError, ValueError):
+        pass
+    for folder in candidates:
+        if all((folder / f).is_file() for f in EVAL_FILES.values()):
+            return folder
+    return None
+
+
+_READ_CACHE: dict[tuple[str, str], list] = {}
+
+
+def _read(folder: Path, key: str) -> list:
+    path = folder / EVAL_FILES[key]
+    cache_key = (str(path.resolve()), key)
+    if cache_key not in _READ_CACHE:
+        _READ_CACHE[cache_key] = read_analogies(path) if key == "analogy" else read_pairs(path)
+    return _READ_CACHE[cache_key]
+
+
+def score_all(vectors: Float[np.ndarray, "vocab dim"], words: list[str] | tuple[str, ...],
+              folder: Path) -> dict[str, float | int]:
+    """`wordsim353`, `simlex999` (Spearman rho) and `analogy` (3CosAdd accuracy over the RESTRICT
+    most frequent words), each with `<key>_used` and `<key>_oov` counts."""
+    out: dict[str, float | int] = {}
+    for key in EVAL_FILES:
+        items = _read(folder, key)
+        score = analogies(vectors, words, items) if key == "analogy" else similarity(vectors, words, items)
+        out[key] = score.value
+        out[f"{key}_used"] = score.used
+        out[f"{key}_oov"] = score.oov
+    return out
+
+
+def nearest(vectors: Float[np.ndarray, "vocab dim"], words: list[str] | tuple[str, ...], query: str,
+            k: int = 10) -> list[tuple[str, float]]:
+    """The `k` words of highest cosine similarity to `query` (itself excluded), best first; ties by row."""
+    index = {w: i for i, w in enumerate(words)}
+    if query not in index:
+        raise SeqbatchError(f"{query!r} is not in the vocabulary ({len(words):,} words)")
+    unit = _unit(vectors)
+    cos = unit @ unit[index[query]]
+    cos[index[query]] = -np.inf
+    k = min(k, len(words) - 1)
+    top = np.argsort(-cos, kind="stable")[:k]
+    return [(words[i], float(cos[i])) for i in top]

@@ -1,6 +1,7 @@
 """`seqbatch`: the command line. Thin by design: it builds configs and calls library functions.
 
-One module per model kind (`classify.py`: names and imdb; `lm.py`: charlm and `generate`), the
+One module per model kind (`classify.py`: names and imdb; `lm.py`: charlm and `generate`;
+`skipgram.py`: skipgram training and eval; `words.py`: `neighbors`, `export`), the
 shared flags in `common.py`; `parity/` adds its sub-commands through `parity.cli.register`.
 """
 
@@ -13,7 +14,7 @@ from collections.abc import Sequence
 from importlib.metadata import entry_points
 from typing import Any
 
-from shared.cli import classify, lm
+from shared.cli import classify, lm, words
 from shared.errors import SeqbatchError
 
 COMMANDS_GROUP = "seqbatch.commands"
@@ -29,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     classify.add_eval(sub)
     classify.add_predict(sub)
     lm.add_generate(sub)
+    words.add_neighbors(sub)
+    words.add_export(sub)
     # Other packages add sub-commands through the "seqbatch.commands" entry point group
     # (parity/ adds parity, bench, bench-lm, bench-kernels; see pyproject.toml): shared/ never
     # imports them, and a command whose package is missing is simply not offered.

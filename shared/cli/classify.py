@@ -14,7 +14,7 @@ import numpy as np
 
 from shared import checkpoint
 from shared.backend import TORCH_KERNEL_ENV, get_backend
-from shared.cli import lm
+from shared.cli import lm, skipgram
 from shared.cli.common import (
     _backend_arg,
     _check_torch_kernel,
@@ -48,12 +48,13 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
              "sampler": "epoch", "eval_every": None, "bucket": 32, "bucket_chunk": 50, "clip_norm": 3.0,
              "keep_best": True},
     **lm.TASK_DEFAULTS,
+    **skipgram.TASK_DEFAULTS,
 }
 for _d_ in TASK_DEFAULTS.values():
     _d_.setdefault("layers", 1)
     _d_.setdefault("dropout", 0.0)
 # Which model kind (shared/kinds) each task trains.
-TASK_KINDS: dict[str, str] = {"names": "classifier", "imdb": "classifier", **lm.TASK_KINDS}
+TASK_KINDS: dict[str, str] = {"names": "classifier", "imdb": "classifier", **lm.TASK_KINDS, **skipgram.TASK_KINDS}
 TEXT_FLAGS: dict[str, str] = {"level": "--level", "max_len": "--max-len", "truncate": "--truncate",
                               "min_freq": "--min-freq", "max_vocab": "--max-vocab", "stop_words": "--stop-words",
                               "keep_case": "--keep-case", "max_train": "--max-train", "max_test": "--max-test"}
@@ -67,7 +68,8 @@ def _d(key: str) -> str:
 def _task_arg(p: argparse.ArgumentParser, default: str | None = "names") -> None:
     p.add_argument("--task", choices=tuple(TASK_DEFAULTS), default=default,
                    help="names: surname -> language (characters); imdb: review -> sentiment (words or characters); "
-                        "charlm: character language model (next character; a text file or folder of documents)"
+                        "charlm: character language model (next character; a text file or folder of documents); "
+                        "skipgram: word2vec word vectors (an IMDB folder, a text file or a folder of .txt)"
                         + (f"; default {default}" if default else "; default: the checkpoint's"))
 
 
@@ -169,6 +171,7 @@ def add_train(sub: Any) -> None:
     _torch_kernel_arg(p)
     _text_args(p)
     lm.add_lm_args(p)
+    skipgram.add_skipgram_args(p)
     p.set_defaults(func=cmd_train)
 
 
@@ -197,9 +200,14 @@ def _checked_flags(a: argparse.Namespace) -> dict[str, Any]:
     """The task-dependent flags resolved (`task_flags`), every flag checked."""
     pick = task_flags(a)
     if TASK_KINDS[a.task] == "lm":
+        skipgram.reject_skipgram_flags(a)
         lm.check_flags(a, pick, TASK_DEFAULTS[a.task])
         return pick
     lm.reject_lm_flags(a)
+    if TASK_KINDS[a.task] == "skipgram":
+        skipgram.check_flags(a, pick, TASK_DEFAULTS[a.task])
+        return pick
+    skipgram.reject_skipgram_flags(a)
     _check_torch_kernel(a)
     if a.bucket_chunk is None and pick["sampler"] == "random":
         pick["bucket_chunk"] = 0  # the task's bucketing default needs shuffled passes, not random draws
@@ -217,6 +225,8 @@ def cmd_train(a: argparse.Namespace) -> int:
         pick = _checked_flags(a)  # again, for the flags --resume put back
         if TASK_KINDS[a.task] == "lm":
             return lm.cmd_train(a, pick, TASK_DEFAULTS[a.task], folder)
+        if TASK_KINDS[a.task] == "skipgram":
+            return skipgram.cmd_train(a, pick, TASK_DEFAULTS[a.task], folder)
         backend = get_backend(a.backend)
         data = load_task_data(a.task, a, a.seed)
         model_cfg = ModelConfig(
@@ -273,6 +283,9 @@ def add_eval(sub: Any) -> None:
                    help="split seed; default: the one in config.json beside the checkpoint, else 0")
     p.add_argument("--confusion", type=Path, default=None, help="also write a confusion-matrix PNG here")
     p.add_argument("--logits-out", type=Path, default=None, help="also save the logits as .npy")
+    p.add_argument("--word-eval", type=Path, default=None, metavar="DIR",
+                   help="skip-gram checkpoints: folder with wordsim353.tsv, simlex999.txt, questions-words.txt "
+                        "(default $SEQBATCH_WORD_EVAL, else gensim's bundled copy)")
     _eval_dtype_arg(p)
     _torch_kernel_arg(p)
     g = p.add_argument_group("imdb only")
@@ -295,6 +308,8 @@ def cmd_eval(a: argparse.Namespace) -> int:
     ckpt = checkpoint.load(a.checkpoint)
     if lm.is_lm(ckpt):
         return lm.cmd_eval(a, ckpt)
+    if skipgram.is_skipgram(ckpt):
+        return skipgram.cmd_eval(a, ckpt)
     if ckpt.vocab is None or ckpt.labels is None:
         raise SeqbatchError(f"{a.checkpoint}: no vocabulary/labels in the metadata; it gives logits but cannot "
                             "be evaluated on text")
@@ -349,6 +364,8 @@ def cmd_predict(a: argparse.Namespace) -> int:
     ckpt = checkpoint.load(a.checkpoint)
     if lm.is_lm(ckpt):
         raise SeqbatchError(f"{a.checkpoint} is a language model; `seqbatch generate` samples text from it")
+    if skipgram.is_skipgram(ckpt):
+        raise SeqbatchError(f"{a.checkpoint} is a skip-gram model; `seqbatch neighbors` and `seqbatch eval` use it")
     missing = [k for k, v in (("vocabulary", ckpt.vocab), ("labels", ckpt.labels)) if v is None]
     if missing:
         raise SeqbatchError(f"{a.checkpoint} has no {' or '.join(missing)} in its metadata: it gives logits for "
