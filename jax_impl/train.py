@@ -20,10 +20,12 @@ import optax
 
 from jax_impl import cudnn
 from jax_impl.models import Model, Params, batch_losses
+from jax_impl.models.common import _flatten, _nest
 from shared.batching import Batch
 from shared.config import ModelConfig, TrainConfig
 from shared.errors import SeqbatchError
 from shared.host_memory import keep_freed_host_memory
+from shared.layout import check_freeze
 
 # How many times a step was traced (= compiled): the batched step once per (config, batch shape),
 # the per-example baseline (jax_impl/per_example.py) once per (config, sequence length).
@@ -85,6 +87,22 @@ def guard(cfg: TrainConfig, loss: jax.Array, grad_norm: jax.Array, frozen: Any, 
     return kept, ok, (jnp.asarray(frozen) | ~ok) if cfg.on_nan == "stop" else jnp.asarray(frozen)
 
 
+def partition(params: Params, names: tuple[str, ...]) -> tuple[Params, Params]:
+    """(trainable, frozen) subtrees by shared/layout.py name; `params` itself and {} when nothing is
+    frozen, so that the step without freezing traces exactly as before. Only the trainable part is
+    differentiated and seen by the optimizer: a frozen parameter has no gradient, no optimizer state
+    and no share of the clipping norm, as in torch (requires_grad=False)."""
+    if not names:
+        return params, {}
+    flat = _flatten(params)
+    return (_nest({k: v for k, v in flat.items() if k not in names}),
+            _nest({k: v for k, v in flat.items() if k in names}))
+
+
+def merge(trainable: Params, frozen: Params) -> Params:
+    return _nest({**_flatten(trainable), **_flatten(frozen)}) if frozen else trainable
+
+
 @lru_cache(maxsize=32)
 def _compiled_step(model_cfg: ModelConfig, train_cfg: TrainConfig, kernel: str = "scan") -> Callable[..., Any]:
     tx = make_optimizer(train_cfg)
@@ -96,16 +114,19 @@ def _compiled_step(model_cfg: ModelConfig, train_cfg: TrainConfig, kernel: str =
         COMPILATIONS["train_step"] += 1  # runs at trace time only
         next_key, sub = jax.random.split(key)
 
-        def mean_loss(p: Params) -> jax.Array:
-            return losses_of(model_cfg, p, tokens, lengths, labels, sub if use_dropout else None).mean()
+        trainable, fixed = partition(params, train_cfg.freeze)
 
-        loss, grads = jax.value_and_grad(mean_loss)(params)
+        def mean_loss(p: Params) -> jax.Array:
+            dropout_key = sub if use_dropout else None
+            return losses_of(model_cfg, merge(p, fixed), tokens, lengths, labels, dropout_key).mean()
+
+        loss, grads = jax.value_and_grad(mean_loss)(trainable)
         grad_norm = optax.tree.norm(grads)
-        updates, new_opt = tx.update(grads, opt_state, params)
-        new_params = optax.apply_updates(params, updates)
-        (params, opt_state, key), ok, frozen = guard(train_cfg, loss, grad_norm, frozen,
-                                                     (new_params, new_opt, next_key), (params, opt_state, key))
-        return params, opt_state, key, frozen, {"loss": loss, "grad_norm": grad_norm, "ok": ok}
+        updates, new_opt = tx.update(grads, opt_state, trainable)
+        new_params = optax.apply_updates(trainable, updates)
+        (trainable, opt_state, key), ok, frozen = guard(train_cfg, loss, grad_norm, frozen,
+                                                        (new_params, new_opt, next_key), (trainable, opt_state, key))
+        return merge(trainable, fixed), opt_state, key, frozen, {"loss": loss, "grad_norm": grad_norm, "ok": ok}
 
     return jax.jit(step, donate_argnums=(0, 1))
 
@@ -118,11 +139,13 @@ def train_state(model: Model, cfg: TrainConfig, *, kernel: str = "scan") -> Trai
         cudnn.check(model.cfg)
     if jax.default_backend() == "cpu":
         keep_freed_host_memory()
+    if cfg.freeze:
+        check_freeze(model.cfg, cfg.freeze)
     # Copy the parameters: the jitted step donates its inputs, and the caller keeps `model`.
     params = jax.tree.map(jnp.array, model.params)
     key = jax.random.key(cfg.seed)
-    return TrainState(Model(model.cfg, params), make_optimizer(cfg).init(params), key, cfg, kernel=kernel,
-                      frozen=jnp.zeros((), bool))
+    opt_state = make_optimizer(cfg).init(partition(params, cfg.freeze)[0])
+    return TrainState(Model(model.cfg, params), opt_state, key, cfg, kernel=kernel, frozen=jnp.zeros((), bool))
 
 
 def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, dict[str, Any]]:

@@ -21,6 +21,7 @@ from shared.config import TrainConfig
 from shared.errors import SeqbatchError
 from shared.guard import step_ok
 from shared.host_memory import keep_freed_host_memory
+from shared.layout import check_freeze
 
 
 @dataclass
@@ -38,7 +39,18 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opti
     return torch.optim.Adam(model.parameters(), lr=cfg.lr)
 
 
+def freeze(model: SequenceClassifier, names: tuple[str, ...]) -> None:
+    """Parameters `names` get no gradient (the others do): the optimizers skip a parameter without
+    one (no step, no state) and clip_grad_norm_ leaves it out of the norm. The optimizer still lists
+    every parameter, so that its state's indices keep naming `model.named_parameters()`."""
+    if names:
+        check_freeze(model.cfg, names)
+    for name, p in model.named_parameters():
+        p.requires_grad_(name not in names)
+
+
 def train_state(model: SequenceClassifier, cfg: TrainConfig) -> TrainState:
+    freeze(model, cfg.freeze)
     torch.manual_seed(cfg.seed)  # dropout masks
     if _device(model).type == "cpu":
         keep_freed_host_memory()

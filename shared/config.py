@@ -170,6 +170,10 @@ class TrainConfig:
     # state there and the run ends (exit 3); "skip" drops that batch and trains on.
     on_nan: Literal["stop", "skip"] = "stop"
     max_loss: float | None = 100.0
+    # Parameters (shared/layout.py names) that training never moves (the classifier's train_state on
+    # both backends): no gradient, no optimizer state, and outside the clipping norm, which is over
+    # the parameters that have gradients, as torch's clip_grad_norm_ computes it.
+    freeze: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("sgd", "adam"):
@@ -194,6 +198,9 @@ class TrainConfig:
             raise SeqbatchError(f"on_nan must be stop or skip, got {self.on_nan!r}")
         if self.max_loss is not None and not (math.isfinite(self.max_loss) and self.max_loss > 0):
             raise SeqbatchError(f"max_loss must be > 0, got {self.max_loss} (a finite number)")
+        if isinstance(self.freeze, str) or not all(isinstance(n, str) for n in self.freeze):
+            raise SeqbatchError(f"freeze must be parameter names, got {self.freeze!r}")
+        object.__setattr__(self, "freeze", tuple(self.freeze))  # hashable: compiled steps are cached on it
         check_seed(self.seed)
 
     def to_json(self) -> str:

@@ -84,6 +84,18 @@ def init_bound(cfg: Any, name: str) -> float | None:
     return kind_of(cfg).init_bound(cfg, name)
 
 
+def check_freeze(cfg: Any, names: tuple[str, ...]) -> None:
+    """A TrainConfig's `freeze` must name parameters of the model, and leave at least one to train."""
+    from shared.errors import SeqbatchError
+
+    shapes = parameter_shapes(cfg)
+    unknown = sorted(set(names) - set(shapes))
+    if unknown:
+        raise SeqbatchError(f"cannot freeze {', '.join(unknown)}: the model's parameters are {', '.join(shapes)}")
+    if set(shapes) <= set(names):
+        raise SeqbatchError("freezing every parameter leaves nothing to train")
+
+
 def training_bytes(cfg: Any) -> int:
     """Bytes a training run holds per parameter set at least: weights, gradients and two optimizer
     moments (Adam), in the config's dtype. Activations come on top."""

@@ -43,6 +43,9 @@ class RunLoop:
     best: Best | None = None
     counters: dict[str, Any] = field(default_factory=dict)  # the loop's own figures, saved with the state
     _last_save: float = field(default_factory=time.monotonic)
+    # The seeded init's named parameters -> the ones a fresh run starts from (shared/init_embeddings.py);
+    # never called for a resumed run, which restores its own weights.
+    initial: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] | None = None
 
     # -- start
 
@@ -70,7 +73,10 @@ class RunLoop:
             self.folder.rewrite_metrics(self.history)
             self.log(f"resuming {self.folder.path} at step {step}")
             return state, step
-        state = b.train_state(b.init(self.model_cfg, self.train_cfg.seed), self.train_cfg)
+        model = b.init(self.model_cfg, self.train_cfg.seed)
+        if self.initial is not None:
+            model = b.from_params(self.model_cfg, self.initial(b.to_params(model)))
+        state = b.train_state(model, self.train_cfg)
         if self.folder is not None:
             self.folder.write_config(config)
             self.folder.rewrite_metrics([])

@@ -9,12 +9,16 @@ context, K negatives), so that both backends see identical batches.
   with `sqrt(t / f)` (the lesson's discard probability `1 - sqrt(t / f)`), `none` keeps all;
   probabilities are capped at 1. A new draw per epoch.
 - **Window**: for each kept centre word a radius r drawn uniformly from 1..`window`; its contexts
-  are the kept words within r positions on either side (word2vec's dynamic window, which weights
-  near words more).
-- **Negatives**: K words per pair drawn from counts ** 0.75 (normalised), with replacement; a
+  are the kept words within r positions on either side in the same document (word2vec's dynamic
+  window, which weights near words more; gensim's windows stop at a sentence's end, as ours at a
+  document's).
+- **Negatives**: K words per pair drawn from counts ** 0.75 (normalised), with replacement, through
+  a table of 2**24 slots as the C tool's (each word holds round(p * 2**24) slots, at least one); a
   negative may equal the context word (word2vec re-draws those; the effect is below 1/V).
-- **Order**: pairs come centre by centre in corpus order, shuffled within chunks of
-  `shuffle_chunk` pairs (minibatches of neighbouring pairs would hold one centre many times).
+- **Order**: pairs come centre by centre in corpus order (contexts left to right), shuffled
+  within blocks of `shuffle_chunk` pairs (minibatches of neighbouring pairs would hold one centre
+  many times). Each batch carries `progress`: the fraction of the epoch's corpus read by its
+  last centre, for word2vec's learning-rate decay.
 """
 
 from __future__ import annotations
@@ -54,11 +58,14 @@ class SkipgramDataConfig:
 
 @dataclass(frozen=True)
 class WordCorpus:
-    """The corpus as ids into `words` (most frequent first), and each word's count."""
+    """The corpus as ids into `words` (most frequent first), each token's document, each word's count,
+    and `raw_words`: the tokens before `min_count` dropped the rare ones (what "words/s" counts)."""
 
     ids: Int[np.ndarray, " n"]
     words: tuple[str, ...]
     counts: Int[np.ndarray, " vocab"]
+    doc: Int[np.ndarray, " n"] | None = None  # document number of each token; None: one document
+    raw_words: int = 0
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])
@@ -69,13 +76,15 @@ class SkipgramBatch:
     centre: Int[np.ndarray, " batch"]
     context: Int[np.ndarray, " batch"]
     negatives: Int[np.ndarray, "batch k"]
+    progress: float = 1.0  # fraction of the epoch's corpus read when this batch ends
 
     def __len__(self) -> int:
         return int(self.centre.shape[0])
 
 
 def build_corpus(token_lists: Iterable[list[str]], min_count: int, source: str = "corpus") -> WordCorpus:
-    """Count, keep words seen `min_count` times or more, and map the corpus to their ids."""
+    """Count, keep words seen `min_count` times or more, and map the corpus to their ids; each list
+    is one document (windows do not cross documents)."""
     counter: Counter[str] = Counter()
     lists = [tokens for tokens in token_lists]
     for tokens in lists:
@@ -85,9 +94,11 @@ def build_corpus(token_lists: Iterable[list[str]], min_count: int, source: str =
         raise SeqbatchError(f"{source}: {len(kept)} distinct word(s) seen at least --min-count {min_count} times; "
                             "skip-gram needs two or more (lower --min-count or give more text)")
     index = {w: i for i, w in enumerate(kept)}
-    ids = np.fromiter((index[w] for tokens in lists for w in tokens if w in index), dtype=np.int32)
+    per_doc = [[index[w] for w in tokens if w in index] for tokens in lists]
+    ids = np.fromiter((i for doc in per_doc for i in doc), dtype=np.int32)
+    doc = np.repeat(np.arange(len(per_doc), dtype=np.int32), [len(d) for d in per_doc])
     counts = np.array([counter[w] for w in kept], dtype=np.int64)
-    return WordCorpus(ids, tuple(kept), counts)
+    return WordCorpus(ids, tuple(kept), counts, doc, sum(counter.values()))
 
 
 def keep_probability(counts: Int[np.ndarray, " vocab"], sample: float, rule: str) -> Float[np.ndarray, " vocab"]:
@@ -104,53 +115,84 @@ def noise_distribution(counts: Int[np.ndarray, " vocab"]) -> Float[np.ndarray, "
     return p / p.sum()
 
 
+NOISE_TABLE_BITS = 24
+
+
+def noise_table(counts: Int[np.ndarray, " vocab"], bits: int = NOISE_TABLE_BITS) -> Int[np.ndarray, " slots"]:
+    """word2vec's unigram table: word w fills round(p_w * 2**bits) slots (at least one), in id order."""
+    slots = np.maximum(np.rint(noise_distribution(counts) * (1 << bits)), 1).astype(np.int64)
+    return np.repeat(np.arange(len(counts), dtype=np.int32), slots)
+
+
 def subsample(corpus: WordCorpus, cfg: SkipgramDataConfig, rng: np.random.Generator) -> Int[np.ndarray, " kept"]:
-    """The corpus ids that survive this epoch's draw."""
+    """The positions (into `corpus.ids`) of the tokens that survive this epoch's draw."""
     keep = keep_probability(corpus.counts, cfg.sample, cfg.rule)[corpus.ids]
-    return corpus.ids[rng.random(len(corpus)) < keep]
+    return np.flatnonzero(rng.random(len(corpus)) < keep)
 
 
-def window_pairs(ids: Int[np.ndarray, " n"], window: int, rng: np.random.Generator
+def window_pairs(ids: Int[np.ndarray, " n"], window: int, rng: np.random.Generator, *,
+                 doc: Int[np.ndarray, " n"] | None = None, chunk: int = 1 << 18
                  ) -> tuple[Int[np.ndarray, " pairs"], Int[np.ndarray, " pairs"]]:
     """(centres, contexts) of word2vec's dynamic window, centre by centre in corpus order."""
-    n = len(ids)
+    c, o = [], []
+    for centre_pos, context_pos in _window_positions(len(ids), window, rng, doc, chunk):
+        c.append(ids[centre_pos])
+        o.append(ids[context_pos])
+    return np.concatenate(c), np.concatenate(o)
+
+
+def _window_positions(n: int, window: int, rng: np.random.Generator, doc: np.ndarray | None, chunk: int
+                      ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Per chunk of `chunk` centres: the positions of (centre, context) pairs, centre-major."""
     radius = rng.integers(1, window + 1, n)
-    centre_pos, context_pos = [], []
-    for d in range(1, window + 1):
-        for sign in (-1, 1):
-            pos = np.arange(max(0, -sign * d), min(n, n - sign * d))  # positions whose partner exists
-            pos = pos[radius[pos] >= d]
-            centre_pos.append(pos)
-            context_pos.append(pos + sign * d)
-    c, o = np.concatenate(centre_pos), np.concatenate(context_pos)
-    order = np.lexsort((o, c))  # by centre, then by context position
-    return ids[c[order]], ids[o[order]]
+    offsets = np.concatenate([np.arange(-window, 0), np.arange(1, window + 1)])
+    for lo in range(0, n, chunk):
+        centre = np.arange(lo, min(n, lo + chunk))[:, None]
+        context = centre + offsets[None, :]
+        valid = (np.abs(offsets)[None, :] <= radius[centre]) & (context >= 0) & (context < n)
+        if doc is not None:
+            valid &= doc[np.clip(context, 0, n - 1)] == doc[centre]
+        yield np.broadcast_to(centre, context.shape)[valid], context[valid]
 
 
 def epoch_batches(corpus: WordCorpus, cfg: SkipgramDataConfig, batch_size: int, *, seed: int, epoch: int,
-                  chunk_tokens: int = 1 << 20) -> Iterator[SkipgramBatch]:
+                  chunk_tokens: int = 1 << 18) -> Iterator[SkipgramBatch]:
     """One epoch of batches; a function of (seed, epoch) only, so both backends (and a resumed run)
-    see the same ones. The corpus is handled `chunk_tokens` at a time to bound memory."""
+    see the same ones. The corpus is handled `chunk_tokens` kept tokens at a time to bound memory."""
     if batch_size < 1:
         raise SeqbatchError(f"batch_size must be >= 1, got {batch_size}")
     rng = np.random.default_rng([seed, epoch])
-    cumulative = np.cumsum(noise_distribution(corpus.counts))
-    kept = subsample(corpus, cfg, rng)
-    carry_c = carry_o = np.zeros(0, np.int32)
-    for start in range(0, max(len(kept), 1), chunk_tokens):
-        c, o = window_pairs(kept[start:start + chunk_tokens], cfg.window, rng)
-        for lo in range(0, len(c), cfg.shuffle_chunk):
-            perm = rng.permutation(min(cfg.shuffle_chunk, len(c) - lo)) + lo
-            carry_c, carry_o = np.concatenate([carry_c, c[perm]]), np.concatenate([carry_o, o[perm]])
-            while len(carry_c) >= batch_size:
-                yield _batch(carry_c[:batch_size], carry_o[:batch_size], cumulative, cfg.negatives, rng)
-                carry_c, carry_o = carry_c[batch_size:], carry_o[batch_size:]
-    if len(carry_c):
-        yield _batch(carry_c, carry_o, cumulative, cfg.negatives, rng)
+    table = _table(corpus)
+    n = max(len(corpus), 1)
+    pos = subsample(corpus, cfg, rng)
+    kept = corpus.ids[pos]
+    doc = None if corpus.doc is None else corpus.doc[pos]
+    done = (pos + 1) / n  # the fraction of the epoch read once each kept token is the centre
+    carry = (np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0))
+    for centre_pos, context_pos in _window_positions(len(kept), cfg.window, rng, doc, chunk_tokens):
+        c, o, p = kept[centre_pos], kept[context_pos], done[centre_pos]
+        perm = np.concatenate([rng.permutation(min(cfg.shuffle_chunk, len(c) - lo)) + lo
+                               for lo in range(0, len(c), cfg.shuffle_chunk)] or [np.zeros(0, np.int64)])
+        c, o, p = (np.concatenate([carry[0], c[perm]]), np.concatenate([carry[1], o[perm]]),
+                   np.concatenate([carry[2], p[perm]]))
+        full = len(c) - len(c) % batch_size
+        negatives = table[rng.integers(0, len(table), (full, cfg.negatives))]
+        for lo in range(0, full, batch_size):
+            hi = lo + batch_size
+            yield SkipgramBatch(c[lo:hi], o[lo:hi], negatives[lo:hi], float(p[lo:hi].max()))
+        carry = (c[full:], o[full:], p[full:])
+    if len(carry[0]):
+        negatives = table[rng.integers(0, len(table), (len(carry[0]), cfg.negatives))]
+        yield SkipgramBatch(carry[0], carry[1], negatives, 1.0)
 
 
-def _batch(centre: np.ndarray, context: np.ndarray, cumulative: np.ndarray, k: int,
-           rng: np.random.Generator) -> SkipgramBatch:
-    draws = rng.random((len(centre), k)) * cumulative[-1]
-    negatives = np.minimum(np.searchsorted(cumulative, draws, side="right"), len(cumulative) - 1)
-    return SkipgramBatch(centre.astype(np.int32), context.astype(np.int32), negatives.astype(np.int32))
+_TABLES: dict[int, tuple[WordCorpus, np.ndarray]] = {}
+
+
+def _table(corpus: WordCorpus) -> np.ndarray:
+    """The corpus's noise table, built once per corpus object."""
+    key = id(corpus)
+    if key not in _TABLES or _TABLES[key][0] is not corpus:
+        _TABLES.clear()
+        _TABLES[key] = (corpus, noise_table(corpus.counts))
+    return _TABLES[key][1]

@@ -6,6 +6,7 @@ import contextlib
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -118,6 +119,7 @@ def fit(
     mode: str = "new",
     checkpoint_every: int | None = None,
     split: dict[str, Any] | None = None,
+    initial: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] | None = None,
 ) -> RunResult:
     """Train from a fresh seeded model (or resume a run folder); validate every `eval_every` steps
     and, with `epochs`, at each epoch's end; test once at the end.
@@ -132,18 +134,21 @@ def fit(
     minutes), model.safetensors (with the TextConfig for text tasks and the `split` parameters),
     then loss.png and curves.png (epochs only). `run_info` adds keys to config.json. With
     `keep_best`, the weights of the validation with the best top-1 (the earliest among equals) are
-    the ones tested and saved: model selection on validation, never on test.
+    the ones tested and saved: model selection on validation, never on test. `initial` maps the
+    seeded init's named parameters to the ones a fresh run starts from (e.g. pre-trained embedding
+    rows, shared/init_embeddings.py); a resumed run restores its own and never calls it.
     """
     with opened(folder, out_dir, mode, log) as run:
         return _fit(backend, model_cfg, train_cfg, data, run, progress=progress, multiple=multiple,
                     bucket_chunk=bucket_chunk, probe_size=probe_size, log=log, run_info=run_info, keep_best=keep_best,
-                    checkpoint_every=checkpoint_every, split=split)
+                    checkpoint_every=checkpoint_every, split=split, initial=initial)
 
 
 def _fit(
     backend: Backend, model_cfg: ModelConfig, train_cfg: TrainConfig, data: Dataset, folder: RunFolder | None, *,
     progress: bool, multiple: int, bucket_chunk: int, probe_size: int, log: Any, run_info: dict[str, Any] | None,
     keep_best: bool, checkpoint_every: int | None, split: dict[str, Any] | None,
+    initial: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] | None,
 ) -> RunResult:
     padding = padding_waste(data, train_cfg, bucket_chunk=bucket_chunk, multiple=multiple)
     log(f"padding waste per epoch (multiple {multiple}): unbucketed {padding['unbucketed']:.1%}"
@@ -157,7 +162,7 @@ def _fit(
     def make_checkpoint(params: dict[str, np.ndarray]) -> checkpoint.Checkpoint:
         return checkpoint.Checkpoint(model_cfg, params, data.vocab, list(data.label_names), data.text, split=split)
 
-    loop = RunLoop(backend, model_cfg, train_cfg, folder, make_checkpoint, checkpoint_every, log)
+    loop = RunLoop(backend, model_cfg, train_cfg, folder, make_checkpoint, checkpoint_every, log, initial=initial)
     state, done = loop.start(config)
     sampler = make_sampler(data, train_cfg, bucket_chunk)
     n_steps = total_steps(train_cfg, len(data.train))

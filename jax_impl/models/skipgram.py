@@ -35,7 +35,7 @@ from shared.kinds.skipgram import SkipgramBatch, SkipgramConfig
 from shared.layout import parameter_shapes
 
 __all__ = ["SkipGram", "TrainState", "from_params", "gradients", "init", "logits", "loss", "losses", "model_of",
-           "restore_state", "state_arrays", "train_state", "train_step"]
+           "restore_state", "sparse_step", "state_arrays", "train_state", "train_step"]
 
 
 class SkipGram(nn.Module):
@@ -130,6 +130,44 @@ def train_step(state: TrainState, batch: SkipgramBatch) -> tuple[TrainState, dic
     fn = _compiled_step(state.model.cfg, state.cfg)
     params, opt_state, frozen, metrics = fn(state.model.params, state.opt_state, state.frozen, *_args(batch))
     return dataclasses.replace(state, model=Model(state.model.cfg, params), opt_state=opt_state, frozen=frozen,
+                               step=state.step + 1), metrics
+
+
+def _row_loss(v: Float[Array, " dim"], u: Float[Array, "k1 dim"]) -> Array:
+    """One triple's loss from its gathered rows: v_c and (u_o, u_1..u_K)."""
+    return pair_loss(u @ v)
+
+
+@lru_cache(maxsize=32)
+def _compiled_sparse(train_cfg: TrainConfig) -> Callable[..., Any]:
+    def step(params: Params, frozen: Any, centre: Array, context: Array, negatives: Array, lr: Array) -> Any:
+        COMPILATIONS["train_step"] += 1  # runs at trace time only
+        w_in, w_out = params["in_embed"]["weight"], params["out_embed"]["weight"]
+        rows = jnp.concatenate([context[:, None], negatives], axis=1)  # (B, 1 + K)
+        v, u = w_in[centre], w_out[rows]
+        per_pair, (grad_v, grad_u) = jax.vmap(jax.value_and_grad(_row_loss, argnums=(0, 1)))(v, u)
+        loss = per_pair.mean()
+        grad_norm = jnp.sqrt(jnp.sum(grad_v**2) + jnp.sum(grad_u**2)) / centre.shape[0]
+        (scale,), ok, frozen = guard(train_cfg, loss, grad_norm, frozen, (lr,), (jnp.zeros_like(lr),))
+        grad_v, grad_u = jnp.where(ok, grad_v, 0), jnp.where(ok, grad_u, 0)  # a bad step's NaN stays out
+        w_in = w_in.at[centre].add(-scale * grad_v)
+        w_out = w_out.at[rows.reshape(-1)].add(-scale * grad_u.reshape(-1, grad_u.shape[-1]))
+        new = {"in_embed": {"weight": w_in}, "out_embed": {"weight": w_out}}
+        return new, frozen, {"loss": loss, "grad_norm": grad_norm, "ok": ok}
+
+    return jax.jit(step, donate_argnums=(0,))
+
+
+def sparse_step(state: TrainState, batch: SkipgramBatch, lr: float) -> tuple[TrainState, dict[str, Any]]:
+    """word2vec's update: plain SGD at rate `lr` on each pair's loss, applied to the rows the batch
+    touches only (`.at[rows].add`, so a row met twice gets both updates), i.e. `lr * B` times the
+    mean loss's gradient; the gradient is `jax.grad` of ONE triple's loss with respect to its
+    gathered rows, `vmap`ped. Metrics (device scalars): `loss` (mean, before the update),
+    `grad_norm` (of the per-pair row gradients), `ok` (shared/guard.py)."""
+    fn = _compiled_sparse(state.cfg)
+    lr_arr = jnp.asarray(lr, _dtype(state.model.cfg))
+    params, frozen, metrics = fn(state.model.params, state.frozen, *_args(batch), lr_arr)
+    return dataclasses.replace(state, model=Model(state.model.cfg, params), frozen=frozen,
                                step=state.step + 1), metrics
 
 

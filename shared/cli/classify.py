@@ -14,7 +14,7 @@ import numpy as np
 
 from shared import checkpoint
 from shared.backend import TORCH_KERNEL_ENV, get_backend
-from shared.cli import lm, skipgram
+from shared.cli import embeddings, lm, skipgram
 from shared.cli.common import (
     _backend_arg,
     _check_torch_kernel,
@@ -136,7 +136,7 @@ def add_train(sub: Any) -> None:
     p.add_argument("--bidirectional", action="store_true", help="run a reverse direction too")
     p.add_argument("--embed-dim", type=int, default=None,
                    help="embedding size; names default: one-hot character input (the seed tutorial's); "
-                        "imdb default 96")
+                        "imdb default 96, or the dimension of --init-embeddings")
     p.add_argument("--dropout", type=float, default=None,
                    help=f"dropout between stacked layers (and, charlm, before the head) ({_d('dropout')})")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="parameter dtype")
@@ -170,6 +170,7 @@ def add_train(sub: Any) -> None:
     add_run_args(p)
     _torch_kernel_arg(p)
     _text_args(p)
+    embeddings.add_embedding_args(p)
     lm.add_lm_args(p)
     skipgram.add_skipgram_args(p)
     p.set_defaults(func=cmd_train)
@@ -199,6 +200,7 @@ def task_flags(a: argparse.Namespace) -> dict[str, Any]:
 def _checked_flags(a: argparse.Namespace) -> dict[str, Any]:
     """The task-dependent flags resolved (`task_flags`), every flag checked."""
     pick = task_flags(a)
+    embeddings.check_flags(a, pick)  # sets pick["embed_dim"] to the vectors file's
     if TASK_KINDS[a.task] == "lm":
         skipgram.reject_skipgram_flags(a)
         lm.check_flags(a, pick, TASK_DEFAULTS[a.task])
@@ -242,6 +244,7 @@ def cmd_train(a: argparse.Namespace) -> int:
         if data.text is not None:
             _stderr(f"text: {data.text.to_json()}; train lengths mean {data.train.lengths.mean():.1f}, "
                     f"max {data.train.lengths.max()}")
+        train_cfg, initial = embeddings.prepare(a, train_cfg, data.vocab, _stderr)
         split = {"seed": a.seed, "max_train": a.max_train, "max_test": a.max_test, "data": str(a.data or "default"),
                  "data_sha256": data_hash(a.data)}
         info: dict[str, Any] = {"task": a.task, "subsample": {"max_train": a.max_train, "max_test": a.max_test},
@@ -252,7 +255,7 @@ def cmd_train(a: argparse.Namespace) -> int:
             result = fit(backend, model_cfg, train_cfg, data, progress=not a.no_progress,
                          multiple=pick["bucket"], bucket_chunk=pick["bucket_chunk"], log=_stderr, run_info=info,
                          keep_best=pick["keep_best"], folder=folder, checkpoint_every=a.checkpoint_every,
-                         split=split)
+                         split=split, initial=initial)
     finally:
         folder.close()
     print(strict_json({"backend": backend.name, "train_seconds": round(result.seconds, 1), "steps": result.steps,

@@ -20,6 +20,7 @@ from shared.runs import RUN_FILES, RunFolder
 RESUME_MAY_CHANGE = frozenset({"steps", "epochs", "no_progress", "on_nan", "max_loss", "checkpoint_every", "resume",
                                "out", "overwrite", "time_limit"})
 NOT_RECORDED = frozenset({"func", "train_parser", "command"})
+PATH_FLAGS = frozenset({"data", "init_embeddings"})  # recorded as strings, restored as paths
 
 
 def add_run_args(p: argparse.ArgumentParser) -> None:
@@ -97,7 +98,7 @@ def _restore_flags(a: argparse.Namespace, folder: RunFolder) -> None:
             continue
         if key in RESUME_MAY_CHANGE and _given(a, key):
             continue
-        setattr(a, key, Path(value) if key == "data" and value is not None else value)
+        setattr(a, key, Path(value) if key in PATH_FLAGS and value is not None else value)
     if a.steps is not None and saved.get("epochs") is not None and saved.get("steps") is None:
         raise SeqbatchError(f"--resume {folder.path}: the run counts --epochs ({saved['epochs']}); extend it with "
                             "--epochs, not --steps")

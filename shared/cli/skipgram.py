@@ -113,6 +113,8 @@ def check_flags(a: argparse.Namespace, pick: dict[str, Any], defaults: dict[str,
         epochs = defaults["epochs"]
     a.steps, a.epochs = steps, epochs
     pick["dropout"] = 0.0
+    if a.lr is None and pick["optimizer"] == "adam":
+        pick["lr"] = 1e-3  # 0.025 is word2vec's SGD rate; Adam's usual one
     check_train_flags(a, pick, defaults)
     min_lr(a, pick["lr"])
     if a.word_eval is not None:
