@@ -166,7 +166,7 @@ def _fit(
     stream: Any = prefetched(_batches(corpus, data_cfg, train_cfg, epoch))
     ctx = folder.catch_signals() if folder is not None else contextlib.nullcontext()
     last_progress = 0.0
-    with ctx:
+    with ctx, km.training_threads():
         for ep, batch in stream:
             if batch is None:  # an epoch ended
                 loop.flush(pending, state)

@@ -8,8 +8,9 @@ the tables; the per-element loss -> `jax.nn.log_sigmoid`; `sum_batches` -> `.mea
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import lru_cache, partial
 from typing import Any
 
@@ -35,7 +36,7 @@ from shared.kinds.skipgram import SkipgramBatch, SkipgramConfig
 from shared.layout import parameter_shapes
 
 __all__ = ["SkipGram", "TrainState", "from_params", "gradients", "init", "logits", "loss", "losses", "model_of",
-           "restore_state", "sparse_step", "state_arrays", "train_state", "train_step"]
+           "restore_state", "sparse_step", "state_arrays", "train_state", "train_step", "training_threads"]
 
 
 class SkipGram(nn.Module):
@@ -169,6 +170,13 @@ def sparse_step(state: TrainState, batch: SkipgramBatch, lr: float) -> tuple[Tra
     params, frozen, metrics = fn(state.model.params, state.frozen, *_args(batch), lr_arr)
     return dataclasses.replace(state, model=Model(state.model.cfg, params), frozen=frozen,
                                step=state.step + 1), metrics
+
+
+@contextlib.contextmanager
+def training_threads() -> Iterator[None]:
+    """Nothing to change: XLA's CPU thread pool shares the cores with the batch generator without
+    the stalls torch's OpenMP barriers have (reference_torch/models/skipgram.py)."""
+    yield
 
 
 def model_of(state: TrainState) -> Model:

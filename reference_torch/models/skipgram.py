@@ -9,6 +9,8 @@ DyNet's minibatching in the source maps here to: `lookup_batch` -> `nn.Embedding
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -32,7 +34,7 @@ from shared.kinds.skipgram import SkipgramBatch, SkipgramConfig
 from shared.layout import init_bound
 
 __all__ = ["SkipGram", "TrainState", "from_params", "gradients", "init", "logits", "loss", "losses", "model_of",
-           "restore_state", "sparse_step", "state_arrays", "train_state", "train_step"]
+           "restore_state", "sparse_step", "state_arrays", "train_state", "train_step", "training_threads"]
 
 
 class SkipGram(nn.Module):
@@ -160,6 +162,19 @@ def sparse_step(state: TrainState, batch: SkipgramBatch, lr: float) -> tuple[Tra
             state.frozen = state.cfg.on_nan == "stop"
     state.step += 1
     return state, {"loss": loss, "grad_norm": grad_norm, "ok": ok}
+
+
+@contextlib.contextmanager
+def training_threads() -> Iterator[None]:
+    """One intra-op thread while shared/skipgram_training.py trains: its batch generator takes the
+    other core, and two OpenMP threads sharing a core with it stall at every barrier (measured on
+    the 2-core machine: 0.01-1.2 M pairs/s erratic with two, a steady 1.2 M with one)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def model_of(state: TrainState) -> SkipGram:

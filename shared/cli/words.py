@@ -46,7 +46,7 @@ def add_neighbors(sub: Any) -> None:
     p.add_argument("--checkpoint", type=Path, required=True,
                    help="model.safetensors of a `seqbatch train --task skipgram` run")
     _backend_arg(p)
-    p.add_argument("--top", type=int, default=10, help="neighbours to show per word (default 10)")
+    p.add_argument("--top", type=int, default=10, metavar="N", help="neighbours to show per word (default 10)")
     p.add_argument("--json", action="store_true",
                    help='print one JSON object per word, {"word": ..., "neighbors": [[word, cosine], ...]}, '
                         "instead of text")
@@ -89,7 +89,7 @@ def add_export(sub: Any) -> None:
                    help="word2vec: text, a `V D` line then `word v1 ... vD` per line (UTF-8); word2vec-binary: "
                         "`V D` then per word `word ` and D little-endian float32 (default word2vec)")
     _backend_arg(p)
-    p.add_argument("--limit", type=int, default=None,
+    p.add_argument("--limit", type=int, default=None, metavar="N",
                    help="keep only the N most frequent words (default: all)")
     p.add_argument("out", type=Path, metavar="OUT", help="file to write (replaced atomically if it exists)")
     p.set_defaults(func=cmd_export)

@@ -86,3 +86,80 @@ def test_a_hundred_sgd_steps_follow_the_same_trajectory() -> None:
     for name in start:
         a, j = finals[0][name][touched], finals[1][name][touched]
         assert np.abs(j - a).max() <= 1e-3 * np.abs(a).max(), name
+
+
+def sparse_trajectory(backend_name: str, cfg: SkipgramConfig, start: dict[str, np.ndarray], batches: list,
+                      lrs: list[float], train: TrainConfig) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    b = get_backend(backend_name)
+    km = kind_module(b, "skipgram")
+    state = b.train_state(b.from_params(cfg, start), train)
+    losses = []
+    for batch, lr in zip(batches, lrs, strict=True):
+        state, metrics = km.sparse_step(state, batch, lr)
+        losses.append(float(metrics["loss"]))
+    return np.array(losses), b.to_params(b.model_of(state))
+
+
+@pytest.mark.parametrize("dtype, loss_tol, row_tol", [("float32", 1e-4, 1e-3), ("float64", 1e-10, 1e-10)])
+def test_word2vec_sparse_sgd_follows_the_same_trajectory(dtype: str, loss_tol: float, row_tol: float) -> None:
+    """The training path `seqbatch train --task skipgram` takes: 100 sparse steps, the rate decaying."""
+    from parity.harness_cli import backend_settings
+
+    with backend_settings("cpu", dtype):
+        cfg = SkipgramConfig(vocab_size=V, embed_dim=D, dtype=dtype)
+        train = TrainConfig(optimizer="sgd", lr=0.025, momentum=0.0, steps=100, max_loss=None)
+        start = get_backend("torch").to_params(get_backend("torch").init(cfg, 0))
+        batches = corpus_batches(100)
+        lrs = list(np.linspace(0.05, 0.001, 100))
+        (lt, pt), (lj, pj) = (sparse_trajectory(n, cfg, start, batches, lrs, train) for n in ("torch", "jax"))
+    np.testing.assert_allclose(lj, lt, rtol=loss_tol)
+    assert lt[-10:].mean() < lt[:10].mean()  # it learns
+    for name in start:
+        assert np.abs(pj[name] - pt[name]).max() <= row_tol * np.abs(pt[name]).max(), name
+        assert not np.array_equal(pt[name], start[name]), name
+
+
+@pytest.mark.parametrize("backend_name", ["torch", "jax"])
+def test_a_sparse_step_is_sgd_on_the_summed_pair_losses(backend_name: str) -> None:
+    """`sparse_step(lr)` = a dense SGD step at lr * B on the mean loss: rows met twice get both updates,
+    untouched rows stay bit-identical."""
+    from parity.harness_cli import backend_settings
+
+    with backend_settings("cpu", "float64"):
+        cfg = SkipgramConfig(vocab_size=V, embed_dim=D, dtype="float64")
+        params = random_params(cfg)
+        batch = corpus_batches(1)[0]
+        assert len(np.unique(batch.centre)) < len(batch)  # repeated rows are exercised
+        b = get_backend(backend_name)
+        km = kind_module(b, "skipgram")
+        sparse_cfg = TrainConfig(optimizer="sgd", lr=0.1, momentum=0.0, steps=1, max_loss=None)
+        dense_cfg = TrainConfig(optimizer="sgd", lr=0.1 * len(batch), momentum=0.0, steps=1, max_loss=None)
+        s, _ = km.sparse_step(b.train_state(b.from_params(cfg, params), sparse_cfg), batch, 0.1)
+        d, _ = km.train_step(b.train_state(b.from_params(cfg, params), dense_cfg), batch)
+        sparse, dense = b.to_params(b.model_of(s)), b.to_params(b.model_of(d))
+    touched = {"in_embed.weight": np.unique(batch.centre),
+               "out_embed.weight": np.unique(np.r_[batch.context, batch.negatives.ravel()])}
+    for name in params:
+        np.testing.assert_allclose(sparse[name], dense[name], rtol=1e-10, atol=1e-12)
+        untouched = np.setdiff1d(np.arange(V), touched[name])
+        assert np.array_equal(sparse[name][untouched], params[name][untouched]), name
+        assert not np.allclose(sparse[name][touched[name]], params[name][touched[name]]), name
+
+
+@pytest.mark.parametrize("backend_name", ["torch", "jax"])
+def test_a_diverged_sparse_step_is_not_applied(backend_name: str) -> None:
+    cfg = SkipgramConfig(vocab_size=V, embed_dim=D)
+    params = random_params(cfg)
+    params["in_embed.weight"] = params["in_embed.weight"] * 1e3  # scores of ~1e4: losses far above max_loss
+    b = get_backend(backend_name)
+    km = kind_module(b, "skipgram")
+    state = b.train_state(b.from_params(cfg, params), TrainConfig(optimizer="sgd", lr=0.1, momentum=0.0, steps=2,
+                                                                  max_loss=100.0, on_nan="stop"))
+    batches = corpus_batches(2)
+    state, metrics = km.sparse_step(state, batches[0], 0.1)
+    assert not bool(metrics["ok"]) and float(metrics["loss"]) > 100
+    state, metrics = km.sparse_step(state, batches[1], 0.1)  # frozen after a bad step under on_nan="stop"
+    assert not bool(metrics["ok"])
+    after = b.to_params(b.model_of(state))
+    for name in params:
+        assert np.array_equal(after[name], params[name].astype(np.float32)), name
