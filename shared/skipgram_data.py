@@ -17,8 +17,8 @@ context, K negatives), so that both backends see identical batches.
   negative may equal the context word (word2vec re-draws those; the effect is below 1/V).
 - **Order**: pairs come centre by centre in corpus order (contexts left to right), shuffled
   within blocks of `shuffle_chunk` pairs (minibatches of neighbouring pairs would hold one centre
-  many times). Each batch carries `progress`: the fraction of the epoch's corpus read by its
-  last centre, for word2vec's learning-rate decay.
+  many times). Each batch carries `progress`, for word2vec's learning-rate decay: the fraction
+  of the epoch's corpus read, spread evenly over each chunk's pairs in training order.
 """
 
 from __future__ import annotations
@@ -135,15 +135,16 @@ def window_pairs(ids: Int[np.ndarray, " n"], window: int, rng: np.random.Generat
                  ) -> tuple[Int[np.ndarray, " pairs"], Int[np.ndarray, " pairs"]]:
     """(centres, contexts) of word2vec's dynamic window, centre by centre in corpus order."""
     c, o = [], []
-    for centre_pos, context_pos in _window_positions(len(ids), window, rng, doc, chunk):
+    for _, _, centre_pos, context_pos in _window_positions(len(ids), window, rng, doc, chunk):
         c.append(ids[centre_pos])
         o.append(ids[context_pos])
     return np.concatenate(c), np.concatenate(o)
 
 
 def _window_positions(n: int, window: int, rng: np.random.Generator, doc: np.ndarray | None, chunk: int
-                      ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Per chunk of `chunk` centres: the positions of (centre, context) pairs, centre-major."""
+                      ) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
+    """Per chunk of `chunk` centres [lo, hi): lo, hi and the positions of its (centre, context)
+    pairs, centre-major."""
     radius = rng.integers(1, window + 1, n)
     offsets = np.concatenate([np.arange(-window, 0), np.arange(1, window + 1)])
     for lo in range(0, n, chunk):
@@ -152,7 +153,7 @@ def _window_positions(n: int, window: int, rng: np.random.Generator, doc: np.nda
         valid = (np.abs(offsets)[None, :] <= radius[centre]) & (context >= 0) & (context < n)
         if doc is not None:
             valid &= doc[np.clip(context, 0, n - 1)] == doc[centre]
-        yield np.broadcast_to(centre, context.shape)[valid], context[valid]
+        yield lo, lo + len(centre), np.broadcast_to(centre, context.shape)[valid], context[valid]
 
 
 def epoch_batches(corpus: WordCorpus, cfg: SkipgramDataConfig, batch_size: int, *, seed: int, epoch: int,
@@ -167,19 +168,23 @@ def epoch_batches(corpus: WordCorpus, cfg: SkipgramDataConfig, batch_size: int, 
     pos = subsample(corpus, cfg, rng)
     kept = corpus.ids[pos]
     doc = None if corpus.doc is None else corpus.doc[pos]
-    done = (pos + 1) / n  # the fraction of the epoch read once each kept token is the centre
     carry = (np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0))
-    for centre_pos, context_pos in _window_positions(len(kept), cfg.window, rng, doc, chunk_tokens):
-        c, o, p = kept[centre_pos], kept[context_pos], done[centre_pos]
+    for lo, hi, centre_pos, context_pos in _window_positions(len(kept), cfg.window, rng, doc, chunk_tokens):
+        # The corpus read spans [start, end) of the epoch over this chunk's pairs, spread evenly
+        # over them in the order they are trained (the shuffle keeps no position).
+        start = 0.0 if lo == 0 else pos[lo] / n
+        end = 1.0 if hi == len(kept) else pos[hi] / n
+        c, o = kept[centre_pos], kept[context_pos]
+        p = start + (end - start) * np.arange(1, len(c) + 1) / max(len(c), 1)
         perm = np.concatenate([rng.permutation(min(cfg.shuffle_chunk, len(c) - lo)) + lo
                                for lo in range(0, len(c), cfg.shuffle_chunk)] or [np.zeros(0, np.int64)])
         c, o, p = (np.concatenate([carry[0], c[perm]]), np.concatenate([carry[1], o[perm]]),
-                   np.concatenate([carry[2], p[perm]]))
+                   np.concatenate([carry[2], p]))
         full = len(c) - len(c) % batch_size
         negatives = table[rng.integers(0, len(table), (full, cfg.negatives))]
-        for lo in range(0, full, batch_size):
-            hi = lo + batch_size
-            yield SkipgramBatch(c[lo:hi], o[lo:hi], negatives[lo:hi], float(p[lo:hi].max()))
+        for a in range(0, full, batch_size):
+            b = a + batch_size
+            yield SkipgramBatch(c[a:b], o[a:b], negatives[a:b], float(p[b - 1]))
         carry = (c[full:], o[full:], p[full:])
     if len(carry[0]):
         negatives = table[rng.integers(0, len(table), (len(carry[0]), cfg.negatives))]

@@ -88,3 +88,25 @@ def test_subsampling_thins_frequent_words_only() -> None:
 def test_nonsense_settings_are_refused(field: str, value: object) -> None:
     with pytest.raises(SeqbatchError, match=field if field != "rule" else "subsampling rule"):
         SkipgramDataConfig(**{field: value})  # type: ignore[arg-type]
+
+
+def test_windows_stop_at_document_ends() -> None:
+    docs = [[f"a{i}" for i in range(50)], [f"b{i}" for i in range(50)]]
+    corpus = build_corpus(docs, min_count=1)
+    cfg = SkipgramDataConfig(min_count=1, window=5, negatives=1, rule="none")
+    batches = list(epoch_batches(corpus, cfg, 64, seed=0, epoch=0))
+    c = np.concatenate([b.centre for b in batches])
+    o = np.concatenate([b.context for b in batches])
+    first = np.array([w.startswith("a") for w in corpus.words])
+    assert np.array_equal(first[c], first[o])  # no pair joins the two documents
+    assert len(c) > 400
+
+
+def test_progress_rises_evenly_to_one_over_an_epoch() -> None:
+    corpus = build_corpus([["w" + str(i % 37) for i in range(3000)]], min_count=1)
+    cfg = SkipgramDataConfig(min_count=1, window=3, negatives=2, rule="none")
+    batches = list(epoch_batches(corpus, cfg, 64, seed=0, epoch=0, chunk_tokens=700))
+    progress = np.array([b.progress for b in batches])
+    assert np.all(np.diff(progress) > 0) and progress[-1] == 1.0
+    pairs = np.cumsum([len(b) for b in batches]) / sum(len(b) for b in batches)
+    np.testing.assert_allclose(progress, pairs, atol=0.03)  # the corpus read tracks the pairs trained
