@@ -2,7 +2,8 @@
 subsampling, word2vec's dynamic window, the noise distribution and seeded batches of (centre,
 context, K negatives), so that both backends see identical batches.
 
-- **Vocabulary**: words seen at least `min_count` times, most frequent first (ties by the word);
+- **Vocabulary**: words seen at least `min_count` times, most frequent first (ties: the latest
+  first appearance first, as gensim orders them);
   the rest are dropped from the corpus, as word2vec does.
 - **Subsampling** (`rule`, with `sample` = t; f = count / total): `word2vec` keeps an occurrence
   with probability `(sqrt(f / t) + 1) * t / f` (the C tool's and gensim's formula), `lesson`
@@ -89,7 +90,11 @@ def build_corpus(token_lists: Iterable[list[str]], min_count: int, source: str =
     lists = [tokens for tokens in token_lists]
     for tokens in lists:
         counter.update(tokens)
-    kept = sorted((w for w, c in counter.items() if c >= min_count), key=lambda w: (-counter[w], w))
+    # Most frequent first, ties latest first appearance first: gensim's order (its
+    # `sort_by_descending_frequency`), so that the analogy test's "30,000 most frequent words" are
+    # gensim's words too.
+    first = {w: i for i, w in enumerate(counter)}  # a Counter keeps the order of first appearance
+    kept = sorted((w for w, c in counter.items() if c >= min_count), key=lambda w: (-counter[w], -first[w]))
     if len(kept) < 2:
         raise SeqbatchError(f"{source}: {len(kept)} distinct word(s) seen at least --min-count {min_count} times; "
                             "skip-gram needs two or more (lower --min-count or give more text)")

@@ -23,6 +23,8 @@ def test_the_vocabulary_keeps_words_seen_min_count_times_most_frequent_first() -
     assert corpus.ids.tolist() == [1, 0, 0, 0, 1]  # c and d dropped from the text itself
     with pytest.raises(SeqbatchError, match="1 distinct word"):
         build_corpus([["a", "a", "b"]], min_count=2)
+    tied = build_corpus([["z", "y", "z", "y", "m", "a", "a", "m"]], min_count=1)
+    assert tied.words == ("a", "m", "y", "z")  # ties: the latest first appearance first (gensim's order)
 
 
 def test_keep_probabilities_follow_the_stated_formulas() -> None:
@@ -110,3 +112,16 @@ def test_progress_rises_evenly_to_one_over_an_epoch() -> None:
     assert np.all(np.diff(progress) > 0) and progress[-1] == 1.0
     pairs = np.cumsum([len(b) for b in batches]) / sum(len(b) for b in batches)
     np.testing.assert_allclose(progress, pairs, atol=0.03)  # the corpus read tracks the pairs trained
+
+
+def test_the_vocabulary_is_gensims_word_for_word() -> None:
+    """Same words in the same order as gensim's Word2Vec vocabulary (ties included), so that the
+    analogy test's "30,000 most frequent words" are the same words for both (optional extra)."""
+    gensim = pytest.importorskip("gensim")
+    rng = np.random.default_rng(0)
+    docs = [[f"w{int(i)}" for i in rng.zipf(1.5, 40) % 300] for _ in range(200)]
+    ours = build_corpus(docs, min_count=2)
+    model = gensim.models.Word2Vec(vector_size=4, min_count=2, sample=0, workers=1)
+    model.build_vocab(docs)
+    assert list(ours.words) == list(model.wv.index_to_key)
+    assert ours.raw_words == sum(map(len, docs))
