@@ -231,6 +231,7 @@ def cmd_train(a: argparse.Namespace) -> int:
             return skipgram.cmd_train(a, pick, TASK_DEFAULTS[a.task], folder)
         backend = get_backend(a.backend)
         data = load_task_data(a.task, a, a.seed)
+        embedded = embeddings.prepare(a, data.vocab, _stderr)  # vectors read before any log line
         model_cfg = ModelConfig(
             vocab_size=len(data.vocab), num_classes=data.num_classes, cell=a.cell, num_layers=pick["layers"],
             bidirectional=a.bidirectional, hidden_size=pick["hidden"], embed_dim=pick["embed_dim"],
@@ -238,13 +239,12 @@ def cmd_train(a: argparse.Namespace) -> int:
         )
         if pick["eval_every"] is None:  # once per epoch: validation at epoch ends only
             pick["eval_every"] = math.ceil(len(data.train) / pick["batch_size"])
-        train_cfg = train_config(a, pick, pick["eval_every"], TASK_DEFAULTS[a.task])
+        train_cfg = embedded.train_config(train_config(a, pick, pick["eval_every"], TASK_DEFAULTS[a.task]))
         _stderr(f"data: {data.source}: {len(data.train)} train / {len(data.val)} val / {len(data.test)} test, "
                 f"{data.num_classes} labels, {len(data.vocab)} tokens")
         if data.text is not None:
             _stderr(f"text: {data.text.to_json()}; train lengths mean {data.train.lengths.mean():.1f}, "
                     f"max {data.train.lengths.max()}")
-        train_cfg, initial = embeddings.prepare(a, train_cfg, data.vocab, _stderr)
         split = {"seed": a.seed, "max_train": a.max_train, "max_test": a.max_test, "data": str(a.data or "default"),
                  "data_sha256": data_hash(a.data)}
         info: dict[str, Any] = {"task": a.task, "subsample": {"max_train": a.max_train, "max_test": a.max_test},
@@ -255,7 +255,7 @@ def cmd_train(a: argparse.Namespace) -> int:
             result = fit(backend, model_cfg, train_cfg, data, progress=not a.no_progress,
                          multiple=pick["bucket"], bucket_chunk=pick["bucket_chunk"], log=_stderr, run_info=info,
                          keep_best=pick["keep_best"], folder=folder, checkpoint_every=a.checkpoint_every,
-                         split=split, initial=initial)
+                         split=split, initial=embedded.initial)
     finally:
         folder.close()
     print(strict_json({"backend": backend.name, "train_seconds": round(result.seconds, 1), "steps": result.steps,

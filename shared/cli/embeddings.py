@@ -3,7 +3,7 @@
 `check_flags` runs with the other flag checks, before the run folder is made: which task and token
 level, the file's header line, --embed-dim against the file's dimension (which it becomes when not
 given). `prepare` reads the vectors once the vocabulary is fitted, and only for a fresh run: a
-resumed run restores its own weights and needs only the freezing (from its recorded flags).
+resumed run restores its own weights and keeps only the freezing (its recorded flags come back).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -60,19 +61,25 @@ def check_flags(a: argparse.Namespace, pick: dict[str, Any]) -> None:
     pick["embed_dim"] = dim
 
 
-def prepare(a: argparse.Namespace, train_cfg: TrainConfig, vocab: Vocab, log: Callable[[str], Any]
-            ) -> tuple[TrainConfig, Initial | None]:
-    """(the TrainConfig with the embedding frozen if asked, the `initial` transform for `fit`: the
-    file's rows put into the seeded init's table; None without --init-embeddings or when resuming)."""
-    if a.init_embeddings is None:
-        return train_cfg, None
-    if a.freeze_embeddings:
-        train_cfg = dataclasses.replace(train_cfg, freeze=(EMBEDDING,))
-    if a.resume is not None:
-        return train_cfg, None
+@dataclass(frozen=True)
+class Embedded:
+    """What the flags change in a run: `initial` for `fit` (the file's rows put into the seeded init's
+    table; None without --init-embeddings or when resuming), and the freezing."""
+
+    initial: Initial | None
+    freeze: bool
+
+    def train_config(self, cfg: TrainConfig) -> TrainConfig:
+        return dataclasses.replace(cfg, freeze=(EMBEDDING,)) if self.freeze else cfg
+
+
+def prepare(a: argparse.Namespace, vocab: Vocab, log: Callable[[str], Any]) -> Embedded:
+    """Read and match the vectors (a fresh run with --init-embeddings), logging how many tokens were found."""
+    if a.init_embeddings is None or a.resume is not None:  # a resumed run restores its own weights
+        return Embedded(None, bool(a.freeze_embeddings))
     from shared.word_vectors import read_word2vec
 
     words, vectors = read_word2vec(a.init_embeddings)
     pretrained = match(vocab, words, vectors, str(a.init_embeddings))
     log(pretrained.describe())
-    return train_cfg, lambda params: apply(params, pretrained)
+    return Embedded(lambda params: apply(params, pretrained), bool(a.freeze_embeddings))
