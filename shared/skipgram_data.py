@@ -162,7 +162,7 @@ def _window_positions(n: int, window: int, rng: np.random.Generator, doc: np.nda
 
 
 def epoch_batches(corpus: WordCorpus, cfg: SkipgramDataConfig, batch_size: int, *, seed: int, epoch: int,
-                  chunk_tokens: int = 1 << 18) -> Iterator[SkipgramBatch]:
+                  chunk_tokens: int = 1 << 16) -> Iterator[SkipgramBatch]:
     """One epoch of batches; a function of (seed, epoch) only, so both backends (and a resumed run)
     see the same ones. The corpus is handled `chunk_tokens` kept tokens at a time to bound memory."""
     if batch_size < 1:

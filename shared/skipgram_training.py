@@ -39,7 +39,9 @@ from shared.runs import RunFolder, opened
 from shared.skipgram_data import SkipgramBatch, SkipgramDataConfig, WordCorpus, epoch_batches
 
 LOG_EVERY = 500  # steps per loss record
-PREFETCH = 64  # batches generated ahead
+GROUP_STEPS = 8  # steps per backend call (`sparse_steps`; JAX scans them in one jitted call)
+PREFETCH = 16  # groups of batches generated ahead
+GROUP = 128  # batches per group
 
 
 @dataclass
@@ -52,25 +54,36 @@ class SkipgramResult:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-def prefetched(items: Iterator[Any], depth: int = PREFETCH) -> Iterator[Any]:
-    """`items`, produced on a daemon thread up to `depth` ahead; an exception there is raised here."""
+def prefetched(items: Iterator[Any], depth: int = PREFETCH, group: int = GROUP) -> Iterator[Any]:
+    """`items`, produced on a daemon thread up to `depth` groups of `group` items ahead; an
+    exception there is raised here. Items travel in groups: one queue hand-over per item costs
+    more than a small training step, and the producer works in bursts (a chunk of the corpus at a
+    time) that a short queue cannot hide."""
     q: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
+    def put(kind: str, value: Any) -> bool:
+        while not stop.is_set():
+            try:
+                q.put((kind, value), timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def produce() -> None:
         try:
+            batch: list[Any] = []
             for item in items:
-                while not stop.is_set():
-                    try:
-                        q.put(("item", item), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            q.put(("end", None))
+                batch.append(item)
+                if len(batch) == group:
+                    if not put("items", batch):
+                        return
+                    batch = []
+            put("items", batch)
+            put("end", None)
         except BaseException as e:  # handed to the consumer
-            q.put(("error", e))
+            put("error", e)
 
     thread = threading.Thread(target=produce, daemon=True, name="skipgram-batches")
     thread.start()
@@ -81,7 +94,7 @@ def prefetched(items: Iterator[Any], depth: int = PREFETCH) -> Iterator[Any]:
                 return
             if kind == "error":
                 raise value
-            yield value
+            yield from value
     finally:
         stop.set()
 
@@ -165,17 +178,58 @@ def _fit(
     mark = time.perf_counter()
     stream: Any = prefetched(_batches(corpus, data_cfg, train_cfg, epoch))
     ctx = folder.catch_signals() if folder is not None else contextlib.nullcontext()
-    last_progress = 0.0
+    group: list[tuple[float, SkipgramBatch]] = []  # (rate, batch) waiting to run as one call
+    at_end = False
+
+    def boundary(s: int) -> bool:
+        """Steps after which metrics are read and a save may come: groups end there, so that a
+        resumed run groups its steps as the uninterrupted run did (bit-identical results)."""
+        return (s % LOG_EVERY == 0 or (checkpoint_every is not None and s % checkpoint_every == 0)
+                or (train_cfg.steps is not None and s >= train_cfg.steps))
+
+    def run_group(state: Any) -> tuple[Any, bool]:
+        nonlocal step, train_seconds, mark, words_done, scores
+        lrs, batches = [lr for lr, _ in group], [b for _, b in group]
+        group.clear()
+        if sparse:
+            state, metrics = km.sparse_steps(state, batches, lrs)
+        else:
+            metrics = []
+            for b in batches:
+                state, m = km.train_step(state, b)
+                metrics.append(m)
+        pending.extend(zip(range(step + 1, step + len(batches) + 1), metrics, strict=True))
+        step += len(batches)
+        progress_now = batches[-1].progress
+        ep_now = counters.get("epoch", 0)
+        bar.update(int(corpus.raw_words * (ep_now + progress_now)) - bar.n)
+        at_end = train_cfg.steps is not None and step >= train_cfg.steps
+        if boundary(step) or loop.flush_due(step):
+            _flush(loop, pending, state, km)
+            now = time.perf_counter()
+            train_seconds += now - mark
+            counters.update(train_seconds=train_seconds, words=corpus.raw_words * (ep_now + progress_now))
+            loop.checkpoint(state, step, evaluating=False, final=at_end)
+            mark = time.perf_counter()
+        if at_end:
+            words_done = corpus.raw_words * (ep_now + progress_now)
+            scores = word_scores(backend, backend.model_of(state), corpus.words, eval_dir)
+        return state, at_end
+
     with ctx, km.training_threads():
         for ep, batch in stream:
             if batch is None:  # an epoch ended
-                loop.flush(pending, state)
+                if group:
+                    state, at_end = run_group(state)
+                    if at_end:
+                        break
+                _flush(loop, pending, state, km)
                 now = time.perf_counter()
                 train_seconds += now - mark
                 words_done = float(corpus.raw_words * ep)
                 bar.update(int(words_done) - bar.n)
                 scores = word_scores(backend, backend.model_of(state), corpus.words, eval_dir)
-                epoch, last_progress = ep, 0.0
+                epoch = ep
                 counters.update(epoch=ep, epoch_start_step=step, train_seconds=train_seconds, words=words_done,
                                 scores=scores)
                 rate = words_done / max(train_seconds, 1e-9)
@@ -189,31 +243,18 @@ def _fit(
             if skip > 0:  # resuming: this epoch's batches up to the saved step are done
                 skip -= 1
                 continue
-            step += 1
-            if sparse:
-                lr = learning_rate(train_cfg, min_lr, epoch=ep, progress=batch.progress, step=step - 1)
-                state, metrics = km.sparse_step(state, batch, lr)
-            else:
-                state, metrics = km.train_step(state, batch)
-            pending.append((step, metrics))
-            if step % 64 == 0:
-                bar.update(int(corpus.raw_words * (ep + batch.progress)) - bar.n)
-            last_progress = batch.progress
-            at_end = train_cfg.steps is not None and step >= train_cfg.steps
-            if step % LOG_EVERY == 0 or at_end or loop.flush_due(step):
-                _flush(loop, pending, state)
-                now = time.perf_counter()
-                train_seconds += now - mark
-                counters.update(train_seconds=train_seconds, words=corpus.raw_words * (ep + last_progress))
-                loop.checkpoint(state, step, evaluating=False, final=at_end)
-                mark = time.perf_counter()
+            if group and len(batch) != len(group[0][1]):  # an epoch's short last batch runs alone
+                state, at_end = run_group(state)
+            if not at_end:
+                lr = learning_rate(train_cfg, min_lr, epoch=ep, progress=batch.progress, step=step + len(group))
+                group.append((lr, batch))
+                if len(group) == GROUP_STEPS or boundary(step + len(group)):
+                    state, at_end = run_group(state)
             if at_end:
-                words_done = corpus.raw_words * (ep + last_progress)
-                scores = word_scores(backend, backend.model_of(state), corpus.words, eval_dir)
                 break
     stream.close()
     bar.close()
-    _flush(loop, pending, state)
+    _flush(loop, pending, state, km)
     rate = words_done / max(train_seconds, 1e-9)
     skipped = {"skipped_steps": counters["skipped"]} if counters.get("skipped") else {}
     loop.record({"step": step, "split": "final", "words": int(words_done), "train_seconds": round(train_seconds, 2),
@@ -224,7 +265,7 @@ def _fit(
     return SkipgramResult(model, scores, train_seconds, step, rate, loop.history)
 
 
-def _flush(loop: RunLoop, pending: list[tuple[int, Any]], state: Any) -> None:
+def _flush(loop: RunLoop, pending: list[tuple[int, Any]], state: Any, km: Any) -> None:
     """One loss record per run of good steps (their mean loss, largest gradient norm), each bad step
     its own (so the guard in RunLoop.flush sees it)."""
     merged: list[tuple[int, dict[str, Any]]] = []
@@ -236,8 +277,9 @@ def _flush(loop: RunLoop, pending: list[tuple[int, Any]], state: Any) -> None:
                                         "grad_norm": float(max(r[2] for r in run)), "ok": True}))
             run.clear()
 
-    for s, m in pending:
-        loss, norm, ok = float(m["loss"]), float(m["grad_norm"]), bool(m.get("ok", True))
+    host = km.host_metrics([m for _, m in pending])
+    for (s, _), m in zip(pending, host, strict=True):
+        loss, norm, ok = m["loss"], m["grad_norm"], bool(m.get("ok", True))
         if ok:
             run.append((s, loss, norm))
         else:

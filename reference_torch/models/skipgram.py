@@ -10,7 +10,7 @@ DyNet's minibatching in the source maps here to: `lookup_batch` -> `nn.Embedding
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -33,8 +33,9 @@ from shared.guard import step_ok
 from shared.kinds.skipgram import SkipgramBatch, SkipgramConfig
 from shared.layout import init_bound
 
-__all__ = ["SkipGram", "TrainState", "from_params", "gradients", "init", "logits", "loss", "losses", "model_of",
-           "restore_state", "sparse_step", "state_arrays", "train_state", "train_step", "training_threads"]
+__all__ = ["SkipGram", "TrainState", "from_params", "gradients", "host_metrics", "init", "logits", "loss", "losses",
+           "model_of", "restore_state", "sparse_step", "sparse_steps", "state_arrays", "train_state", "train_step",
+           "training_threads"]
 
 
 class SkipGram(nn.Module):
@@ -146,22 +147,38 @@ def sparse_step(state: TrainState, batch: SkipgramBatch, lr: float) -> tuple[Tra
         s = scores(u, v)
         per_pair = pair_losses(s)
         # d(pair loss)/d(score): sigma(s) - 1 for the context, sigma(s) for a negative (the closed
-        # form of autograd's; tests/reference_torch checks it against `gradients`).
+        # form of autograd's; tests/parity/test_parity_skipgram.py checks the update against dense SGD).
         g = torch.sigmoid(s)
         g[:, 0] -= 1
-        grad_v = (g[:, :, None] * u).sum(1)  # (B, D)
-        grad_u = g[:, :, None] * v[:, None, :]  # (B, 1 + K, D)
+        grad_v = torch.bmm(g[:, None, :], u)[:, 0]  # (B, D): sum_k g_k u_k
         loss = per_pair.mean()
+        # |grad_u|^2 = sum_b |v_b|^2 sum_k g_bk^2, without building grad_u unscaled
         grad_norm = torch.sqrt(grad_v.square().sum() + (g.square().sum(1) * v.square().sum(1)).sum()) / len(centre)
         ok = step_ok(float(loss), float(grad_norm), state.cfg.max_loss)
         if ok:  # scatter_add_, not index_add_: 4x faster on a CPU for rows that repeat (frequent words)
             dim = grad_v.shape[-1]
+            step_u = (g * -lr)[:, :, None] * v[:, None, :]  # (B, 1 + K, D): -lr * grad_u in one pass
             w_in.scatter_add_(0, centre[:, None].expand(-1, dim), grad_v.mul_(-lr))
-            w_out.scatter_add_(0, rows.reshape(-1, 1).expand(-1, dim), grad_u.reshape(-1, dim).mul_(-lr))
+            w_out.scatter_add_(0, rows.reshape(-1, 1).expand(-1, dim), step_u.reshape(-1, dim))
         else:
             state.frozen = state.cfg.on_nan == "stop"
     state.step += 1
     return state, {"loss": loss, "grad_norm": grad_norm, "ok": ok}
+
+
+def sparse_steps(state: TrainState, batches: Sequence[SkipgramBatch], lrs: Sequence[float]
+                 ) -> tuple[TrainState, list[dict[str, Any]]]:
+    """`sparse_step` on each batch in turn (the JAX port runs them in one jitted scan)."""
+    metrics = []
+    for batch, lr in zip(batches, lrs, strict=True):
+        state, m = sparse_step(state, batch, lr)
+        metrics.append(m)
+    return state, metrics
+
+
+def host_metrics(pending: list[dict[str, Any]]) -> list[dict[str, float]]:
+    """Many steps' metrics as Python floats (on a CPU they are there already)."""
+    return [{k: float(v) for k, v in m.items()} for m in pending]
 
 
 @contextlib.contextmanager
