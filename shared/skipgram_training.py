@@ -72,8 +72,8 @@ def prefetched(items: Iterator[Any], depth: int = PREFETCH, group: int = GROUP) 
         return False
 
     def produce() -> None:
+        batch: list[Any] = []
         try:
-            batch: list[Any] = []
             for item in items:
                 batch.append(item)
                 if len(batch) == group:
@@ -82,8 +82,9 @@ def prefetched(items: Iterator[Any], depth: int = PREFETCH, group: int = GROUP) 
                     batch = []
             put("items", batch)
             put("end", None)
-        except BaseException as e:  # handed to the consumer
-            put("error", e)
+        except BaseException as e:  # handed to the consumer, after the items made before it
+            if put("items", batch):
+                put("error", e)
 
     thread = threading.Thread(target=produce, daemon=True, name="skipgram-batches")
     thread.start()

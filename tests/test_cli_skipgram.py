@@ -159,3 +159,36 @@ def test_bad_skipgram_flags_end_in_one_line(corpus_file: Path, tmp_path: Path, f
 def test_skipgram_flags_are_refused_for_other_tasks(tmp_path: Path) -> None:
     code, _, stderr = run_captured("train", "--task", "names", "--window", "3", "--out", str(tmp_path / "r"))
     assert code == 2 and "--window apply to --task skipgram only" in stderr, stderr
+
+
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+def test_adam_is_an_option(corpus_file: Path, tmp_path: Path, backend: str) -> None:
+    result = train(corpus_file, tmp_path / "adam", "--epochs", "2", "--optimizer", "adam", backend=backend)
+    records = [json.loads(line) for line in (tmp_path / "adam" / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in records if "split" not in r]
+    assert result["steps"] > 0 and losses[-1] < losses[0]
+    assert json.loads((tmp_path / "adam" / "config.json").read_text())["train"]["lr"] == 1e-3
+
+
+def test_the_batch_generator_thread_hands_on_its_errors() -> None:
+    from shared.skipgram_training import prefetched
+
+    def items():  # type: ignore[no-untyped-def]
+        yield from range(300)
+        raise ValueError("broken corpus")
+
+    got = []
+    with pytest.raises(ValueError, match="broken corpus"):
+        for x in prefetched(items(), depth=2, group=7):
+            got.append(x)
+    assert got == list(range(300))  # every item before the error, in order
+    stream = prefetched(iter(range(10**9)), depth=2, group=5)
+    assert [next(stream) for _ in range(12)] == list(range(12))
+    stream.close()  # stops the producer thread instead of leaving it blocked
+    import threading
+    import time
+
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(t.name == "skipgram-batches" for t in threading.enumerate()):
+        time.sleep(0.05)
+    assert not any(t.name == "skipgram-batches" for t in threading.enumerate())

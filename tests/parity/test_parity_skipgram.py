@@ -163,3 +163,25 @@ def test_a_diverged_sparse_step_is_not_applied(backend_name: str) -> None:
     after = b.to_params(b.model_of(state))
     for name in params:
         assert np.array_equal(after[name], params[name].astype(np.float32)), name
+
+
+@pytest.mark.parametrize("backend_name", ["torch", "jax"])
+def test_grouped_steps_equal_single_steps(backend_name: str) -> None:
+    """`sparse_steps` (JAX: one jitted scan over the group) is `sparse_step` batch after batch."""
+    cfg = SkipgramConfig(vocab_size=V, embed_dim=D)
+    train = TrainConfig(optimizer="sgd", lr=0.025, momentum=0.0, steps=8, max_loss=None)
+    b = get_backend(backend_name)
+    km = kind_module(b, "skipgram")
+    start = random_params(cfg)
+    batches, lrs = corpus_batches(8), list(np.linspace(0.05, 0.01, 8))
+    one = b.train_state(b.from_params(cfg, start), train)
+    singles = []
+    for batch, lr in zip(batches, lrs, strict=True):
+        one, m = km.sparse_step(one, batch, lr)
+        singles.append(float(m["loss"]))
+    many, metrics = km.sparse_steps(b.train_state(b.from_params(cfg, start), train), batches, lrs)
+    assert many.step == one.step == 8
+    np.testing.assert_allclose([float(m["loss"]) for m in metrics], singles, rtol=1e-6)
+    assert [m["ok"] for m in km.host_metrics(metrics)] == [1.0] * 8
+    for name, value in b.to_params(b.model_of(many)).items():
+        np.testing.assert_allclose(value, b.to_params(b.model_of(one))[name], rtol=1e-5, atol=1e-7)
