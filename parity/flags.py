@@ -131,4 +131,5 @@ def check_parity(a: argparse.Namespace, results: Path) -> dict[str, Path]:
     at_least(a.grid_steps, 0, "--grid-steps")
     seed(a.seed)
     dtypes = ["float32", "float64"] if a.dtype == "both" else [a.dtype]
-    return report_paths(a.json, results / f"parity-{'lm-' if lm else ''}{a.device}", dtypes)
+    prefix = "" if a.kind == "classifier" else f"{a.kind}-"
+    return report_paths(a.json, results / f"parity-{prefix}{a.device}", dtypes)

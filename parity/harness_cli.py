@@ -325,7 +325,7 @@ def add_parity(sub: Any) -> None:
         "parity", help="check that the torch reference and the JAX port compute the same thing",
         description="Load the same weights into both backends and compare logits, losses, gradients, padding "
                     "invariance and training trajectories against named tolerances; exit 1 on any failure.")
-    p.add_argument("--kind", choices=("classifier", "lm"), default="classifier",
+    p.add_argument("--kind", choices=("classifier", "lm", "skipgram"), default="classifier",
                    help="model kind to check: the sequence classifier, or the language model (logits at every "
                         "step, carried state over stream windows, ragged documents; grid: every cell x 1-2 layers "
                         "x one-hot/embedding x stream/documents); default classifier")
@@ -367,6 +367,10 @@ def cmd_parity(a: argparse.Namespace) -> int:
         from parity.lm import cmd_parity_lm
 
         return cmd_parity_lm(a, paths)
+    if a.kind == "skipgram":
+        from parity.skipgram import cmd_parity_skipgram
+
+        return cmd_parity_skipgram(a, paths)
     if a.steps is None:
         a.steps = H.TRAJ_STEPS
     ok = True

@@ -185,3 +185,13 @@ def test_grouped_steps_equal_single_steps(backend_name: str) -> None:
     assert [m["ok"] for m in km.host_metrics(metrics)] == [1.0] * 8
     for name, value in b.to_params(b.model_of(many)).items():
         np.testing.assert_allclose(value, b.to_params(b.model_of(one))[name], rtol=1e-5, atol=1e-7)
+
+
+def test_seqbatch_parity_kind_skipgram_passes_and_reports(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from shared.cli import run_captured
+
+    code, stdout, stderr = run_captured("parity", "--kind", "skipgram", "--dtype", "both", "--steps", "24",
+                                        "--json", str(tmp_path / "p.json"), "--no-progress")
+    assert code == 0, stderr
+    assert "skipgram float32 on cpu: 18 comparisons, 0 failed" in stdout
+    assert "skipgram float64 on cpu: 18 comparisons, 0 failed" in stdout
