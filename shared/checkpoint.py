@@ -7,7 +7,9 @@ see shared/kinds); `seqbatch.model` = that kind's config JSON;
 checkpoint has none); `seqbatch.data` = the LMDataConfig JSON (language models: how the text was
 batched, which the generator needs); `seqbatch.split` = a JSON object of the split parameters
 the run used (seed, fractions, subsample sizes, a hash of the data: whatever the trainer records,
-so that an evaluation can re-create the same split). All but the first three are optional:
+so that an evaluation can re-create the same split); `seqbatch.features` = the feature names and
+the train split's mean and std per feature (MLP on tabular data: how raw rows became inputs,
+shared/tabular.py `Standardization`). All but the first three are optional:
 without vocab and labels a file still gives logits, but not predictions. Format "1" (written
 before model kinds existed) had no `seqbatch.kind` and is read as a classifier.
 
@@ -42,6 +44,7 @@ from shared.errors import SeqbatchError
 from shared.kinds import get_kind, kind_of
 from shared.layout import parameter_shapes
 from shared.lm_data import LMDataConfig
+from shared.tabular import Standardization
 from shared.text import TextConfig
 from shared.vocab import Vocab
 
@@ -60,6 +63,7 @@ class Checkpoint:
     data: LMDataConfig | None = None
     split: dict[str, Any] | None = None  # the split parameters the run used (a JSON object)
     words: tuple[str, ...] | None = None  # skip-gram: the word of each embedding row (no pad or unk)
+    features: Standardization | None = None  # MLP: feature names, train means and stds (shared/tabular.py)
 
 
 def check_shapes(cfg: Any, shapes: dict[str, tuple[int, ...]], where: str) -> None:
@@ -141,6 +145,9 @@ def _metadata(ckpt: Checkpoint, where: str) -> dict[str, str]:
         meta["seqbatch.labels"] = json.dumps(list(ckpt.labels), ensure_ascii=False)
     if ckpt.text is not None:
         meta["seqbatch.text"] = ckpt.text.to_json()
+    if ckpt.features is not None:
+        _check_feature_count(ckpt.features, ckpt.config, where)
+        meta["seqbatch.features"] = ckpt.features.to_json()
     if ckpt.data is not None:
         meta["seqbatch.data"] = ckpt.data.to_json()
     if ckpt.split is not None:
@@ -206,9 +213,12 @@ def load(path: str | Path) -> Checkpoint:
     data = _optional(path, meta, "seqbatch.data", LMDataConfig.from_dict)
     split = _optional(path, meta, "seqbatch.split", _split)
     words = _words(path, meta, cfg)
+    features = _optional(path, meta, "seqbatch.features", Standardization.from_dict)
+    if features is not None:
+        _check_feature_count(features, cfg, where)
     params = _read_tensors(path, list(header))
     check_finite(params, where)
-    return Checkpoint(cfg, params, vocab, labels, text, data, split, words)
+    return Checkpoint(cfg, params, vocab, labels, text, data, split, words, features)
 
 
 def _check_file(path: Path) -> None:
@@ -329,6 +339,16 @@ def _labels(path: Path, meta: dict[str, str], cfg: Any) -> list[str] | None:
     if len(labels) != getattr(cfg, "num_classes", len(labels)):
         raise SeqbatchError(f"{path}: seqbatch.labels has {len(labels)} names, the model has {cfg.num_classes} classes")
     return labels
+
+
+def _check_feature_count(features: Standardization, cfg: Any, where: str) -> None:
+    want = getattr(cfg, "num_features", None)
+    if want is None:
+        raise SeqbatchError(f"{where}: seqbatch.features belongs to a model of numeric features (mlp), not "
+                            f"{kind_of(cfg).name}")
+    if len(features.names) != want:
+        raise SeqbatchError(f"{where}: seqbatch.features describes {len(features.names)} features, the model "
+                            f"reads {want}")
 
 
 def _split(d: Any) -> dict[str, Any]:

@@ -12,7 +12,6 @@ import contextlib
 import json
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ from shared.backend import Backend, kind_module
 from shared.config import TrainConfig
 from shared.kinds.lm import Carry, LMBatch, LMConfig, lm_report
 from shared.lm_data import LMData, batches_per_epoch, check_trainable, eval_batches, train_batches
-from shared.loop import RunLoop
+from shared.loop import FitResult, RunLoop
 from shared.plots import lm_curves
 from shared.runs import RunFolder, opened
 
@@ -48,14 +47,7 @@ def evaluate_split(backend: Backend, model: Any, data: LMData, split: str, seq_l
     return evaluate_lm(backend, model, eval_batches(data, split, rows=EVAL_ROWS, seq_length=seq_length))
 
 
-@dataclass
-class LMRunResult:
-    model: Any
-    val: dict[str, float | int]
-    test: dict[str, float | int]
-    seconds: float
-    steps: int
-    history: list[dict[str, Any]] = field(default_factory=list)
+LMRunResult = FitResult  # the loop's result (shared/loop.py)
 
 
 def fit_lm(

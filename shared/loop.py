@@ -24,6 +24,19 @@ from shared.runs import DEFAULT_SAVE_SECONDS, RunFolder, load_state, save_state
 
 
 @dataclass
+class FitResult:
+    """What a training loop returns: the final (or best) model, its validation and test metrics,
+    the training seconds and steps, and every record written to metrics.jsonl."""
+
+    model: Any
+    val: dict[str, float | int]
+    test: dict[str, float | int]
+    seconds: float
+    steps: int
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
 class Best:
     step: int
     val: dict[str, Any]

@@ -94,3 +94,24 @@ def lm_curves(
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def epoch_curves(records: Sequence[dict[str, Any]], path: str | Path, *, title: str = "",
+                 train_label: str = "train (probe, eval mode)") -> None:
+    """Per-epoch accuracy (left) and loss (right), train beside validation; the mean of the training
+    batches' losses too, dashed, where the records have it (`train_batch_loss`)."""
+    x = [r["epoch"] for r in records]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    for ax, key, name in ((axes[0], "accuracy", "accuracy"), (axes[1], "loss", "cross-entropy")):
+        ax.plot(x, [r[f"train_{key}"] for r in records], marker="o", ms=3, label=train_label)
+        ax.plot(x, [r[f"val_{key}"] for r in records], marker="o", ms=3, label="validation")
+        if key == "loss" and all("train_batch_loss" in r for r in records):
+            ax.plot(x, [r["train_batch_loss"] for r in records], ls="--", lw=1, label="train batches (mean)")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -19,9 +19,9 @@ from shared.backend import Backend
 from shared.batching import Sampler, batches_in_order, index_waste
 from shared.config import ModelConfig, TrainConfig
 from shared.dataset import Dataset, EncodedSplit
-from shared.loop import RunLoop
+from shared.loop import FitResult, RunLoop
 from shared.metrics import classification_report, cross_entropy
-from shared.plots import loss_curve
+from shared.plots import epoch_curves, loss_curve
 from shared.runs import RunFolder, opened
 
 
@@ -50,14 +50,8 @@ def evaluate(backend: Backend, model: Any, split: EncodedSplit, **kw: Any) -> tu
 
 
 @dataclass
-class RunResult:
-    model: Any
-    val: dict[str, float | int]
-    test: dict[str, float | int]
-    seconds: float
-    steps: int
-    history: list[dict[str, Any]] = field(default_factory=list)
-    padding: dict[str, Any] = field(default_factory=dict)
+class RunResult(FitResult):
+    padding: dict[str, Any] = field(default_factory=dict)  # padding waste of the batches
 
 
 def total_steps(cfg: TrainConfig, n_train: int) -> int:
@@ -268,27 +262,3 @@ def _write_outputs(
             epoch_curves(epochs, out / "curves.png", title=title)
     except Exception as e:
         log(f"warning: the plots were not written ({type(e).__name__}: {e}); the model and metrics were")
-
-
-def epoch_curves(records: list[dict[str, Any]], path: Path, *, title: str = "") -> None:
-    """Per-epoch accuracy (left) and loss (right), train beside validation."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    x = [r["epoch"] for r in records]
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
-    for ax, key, name in ((axes[0], "accuracy", "accuracy"), (axes[1], "loss", "cross-entropy")):
-        ax.plot(x, [r[f"train_{key}"] for r in records], marker="o", ms=3, label="train (probe, eval mode)")
-        ax.plot(x, [r[f"val_{key}"] for r in records], marker="o", ms=3, label="validation")
-        if key == "loss":
-            ax.plot(x, [r["train_batch_loss"] for r in records], ls="--", lw=1, label="train batches (mean)")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(name)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)

@@ -1,5 +1,5 @@
 """Initialisation on both backends follows PyTorch's defaults (shared/layout.py `init_bound`): each
-recurrent and head tensor uniform on [-bound, bound], the embedding standard normal."""
+recurrent, head and Linear tensor uniform on [-bound, bound], the embedding standard normal."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 from shared.backend import Backend
 from shared.config import ModelConfig
 from shared.kinds.lm import LMConfig
+from shared.kinds.mlp import MLPConfig
 from shared.kinds.skipgram import SkipgramConfig
 from shared.layout import init_bound
 
@@ -19,6 +20,7 @@ CONFIGS = {
                               hidden_size=96, embed_dim=32),
     "lm": LMConfig(vocab_size=300, cell="gru", num_layers=2, hidden_size=96, embed_dim=32),
     "skipgram": SkipgramConfig(vocab_size=300, embed_dim=40),  # word2vec's: uniform +-0.5/D, and zeros
+    "mlp": MLPConfig(num_features=200, num_classes=40, hidden_sizes=(96, 64)),  # nn.Linear's: +-1/sqrt(fan_in)
 }
 
 

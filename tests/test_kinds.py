@@ -26,7 +26,8 @@ CLS = ModelConfig(vocab_size=7, num_classes=3, cell="lstm", hidden_size=4)
 
 
 def test_every_kind_is_registered_and_found_from_its_config() -> None:
-    assert set(KIND_NAMES) == {"classifier", "lm", "skipgram"}
+    assert set(KIND_NAMES) == {"classifier", "lm", "skipgram", "mlp"}
+    assert get_kind("mlp").select_metric == "top1" and get_kind("mlp").higher_is_better
     assert kind_of(LM).name == "lm" and kind_of(CLS).name == "classifier"
     assert get_kind("lm").select_metric == "nats_per_char" and not get_kind("lm").higher_is_better
     with pytest.raises(SeqbatchError, match="unknown model kind"):
@@ -57,8 +58,9 @@ def test_the_two_backends_files_for_a_kind_define_the_same_public_names(kind: st
     core = {"init", "from_params", "logits", "losses", "loss", "gradients", "train_state", "train_step", "model_of"}
     for mod in (torch_mod, jax_mod):
         assert core <= {n for n in dir(mod) if not n.startswith("_")}, mod.__name__
-    # Beyond the contract, names a backend has no use for: the JAX vmap entry points, torch's kernel choice.
-    own = {"apply_batch", "batch_losses", "KERNELS", "default_kernel"}
+    # Beyond the contract, names a backend has no use for: the JAX vmap entry points, torch's kernel choice,
+    # the torch DataLoader's batch sampler (the MLP's `loader` in JAX needs none).
+    own = {"apply_batch", "batch_losses", "KERNELS", "default_kernel", "SharedOrder"}
     assert set(torch_mod.__all__) - own == set(jax_mod.__all__) - own
 
 

@@ -1,8 +1,9 @@
 """`seqbatch`: the command line. Thin by design: it builds configs and calls library functions.
 
 One module per model kind (`classify.py`: names and imdb; `lm.py`: charlm and `generate`;
-`skipgram.py`: skipgram training and eval; `words.py`: `neighbors`, `export`), the
-shared flags in `common.py`; `parity/` adds its sub-commands through `parity.cli.register`.
+`skipgram.py`: skipgram training and eval; `words.py`: `neighbors`, `export`; `tabular.py`: wine
+and tabular, the MLP's train, eval and predict), the shared flags in `common.py`; `parity/` adds
+its sub-commands through `parity.cli.register`.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""`seqbatch train|eval|predict` for the classifier tasks (names, imdb); the train parser and the
-task table serve every task, and hand a language-model task or checkpoint to shared/cli/lm.py."""
+"""`seqbatch train|eval|predict` for the classifier tasks (names, imdb); the train parser and the task
+table serve every task, and hand another kind's task or checkpoint to its module (lm, skipgram, tabular)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import numpy as np
 
 from shared import checkpoint
 from shared.backend import TORCH_KERNEL_ENV, get_backend
-from shared.cli import embeddings, lm, skipgram
+from shared.cli import embeddings, lm, skipgram, tabular
 from shared.cli.common import (
     _backend_arg,
     _check_torch_kernel,
@@ -49,12 +49,14 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
              "keep_best": True},
     **lm.TASK_DEFAULTS,
     **skipgram.TASK_DEFAULTS,
+    **tabular.TASK_DEFAULTS,
 }
 for _d_ in TASK_DEFAULTS.values():
     _d_.setdefault("layers", 1)
     _d_.setdefault("dropout", 0.0)
 # Which model kind (shared/kinds) each task trains.
-TASK_KINDS: dict[str, str] = {"names": "classifier", "imdb": "classifier", **lm.TASK_KINDS, **skipgram.TASK_KINDS}
+TASK_KINDS: dict[str, str] = {"names": "classifier", "imdb": "classifier", **lm.TASK_KINDS, **skipgram.TASK_KINDS,
+                              **tabular.TASK_KINDS}
 TEXT_FLAGS: dict[str, str] = {"level": "--level", "max_len": "--max-len", "truncate": "--truncate",
                               "min_freq": "--min-freq", "max_vocab": "--max-vocab", "stop_words": "--stop-words",
                               "keep_case": "--keep-case", "max_train": "--max-train", "max_test": "--max-test"}
@@ -69,7 +71,9 @@ def _task_arg(p: argparse.ArgumentParser, default: str | None = "names") -> None
     p.add_argument("--task", choices=tuple(TASK_DEFAULTS), default=default,
                    help="names: surname -> language (characters); imdb: review -> sentiment (words or characters); "
                         "charlm: character language model (next character; a text file or folder of documents); "
-                        "skipgram: word2vec word vectors (an IMDB folder, a text file or a folder of .txt)"
+                        "skipgram: word2vec word vectors (an IMDB folder, a text file or a folder of .txt); wine: "
+                        "cultivar from 13 measurements (scikit-learn's set, an MLP); tabular: a CSV's --target "
+                        "column from its other, numeric columns (an MLP)"
                         + (f"; default {default}" if default else "; default: the checkpoint's"))
 
 
@@ -78,8 +82,9 @@ def _data_arg(p: argparse.ArgumentParser) -> None:
                    help="names: folder of <Label>.txt files, one name per line (e.g. ../shared/data/names); "
                         "imdb: folder with imdb_train.csv.xz and imdb_test.csv.xz, or an aclImdb folder; "
                         "charlm: a UTF-8 text file (e.g. ../shared/data/text/anna.txt) or, with --lm-batching "
-                        "documents, a file or folder of .txt documents. Default: an embedded set (faker "
-                        "surnames; synthetic reviews for imdb; Python's pydoc_data topics for charlm)")
+                        "documents, a file or folder of .txt documents; tabular: a CSV file with a header line. "
+                        "Default: an embedded set (faker surnames; synthetic reviews for imdb; Python's pydoc_data "
+                        "topics for charlm)")
 
 
 def _text_args(p: argparse.ArgumentParser) -> None:
@@ -173,8 +178,8 @@ def add_train(sub: Any) -> None:
     embeddings.add_embedding_args(p)
     lm.add_lm_args(p)
     skipgram.add_skipgram_args(p)
+    tabular.add_tabular_args(p)
     p.set_defaults(func=cmd_train)
-
 
 
 def load_task_data(task: str, a: argparse.Namespace, seed: int, vocab: Vocab | None = None,
@@ -201,6 +206,9 @@ def _checked_flags(a: argparse.Namespace) -> dict[str, Any]:
     """The task-dependent flags resolved (`task_flags`), every flag checked."""
     pick = task_flags(a)
     embeddings.check_flags(a, pick)  # sets pick["embed_dim"] to the vectors file's
+    if TASK_KINDS[a.task] == "mlp":
+        return tabular.check_flags(a, pick, TASK_DEFAULTS[a.task])
+    tabular.reject_tabular_flags(a)
     if TASK_KINDS[a.task] == "lm":
         skipgram.reject_skipgram_flags(a)
         lm.check_flags(a, pick, TASK_DEFAULTS[a.task])
@@ -225,10 +233,9 @@ def cmd_train(a: argparse.Namespace) -> int:
     folder = open_run(a, _stderr)  # before any data is read: a bad --out fails in a second
     try:
         pick = _checked_flags(a)  # again, for the flags --resume put back
-        if TASK_KINDS[a.task] == "lm":
-            return lm.cmd_train(a, pick, TASK_DEFAULTS[a.task], folder)
-        if TASK_KINDS[a.task] == "skipgram":
-            return skipgram.cmd_train(a, pick, TASK_DEFAULTS[a.task], folder)
+        own = {"lm": lm, "skipgram": skipgram, "mlp": tabular}.get(TASK_KINDS[a.task])
+        if own is not None:  # another kind's task: its module trains it
+            return own.cmd_train(a, pick, TASK_DEFAULTS[a.task], folder)
         backend = get_backend(a.backend)
         data = load_task_data(a.task, a, a.seed)
         embedded = embeddings.prepare(a, data.vocab, _stderr)  # vectors read before any log line
@@ -313,6 +320,8 @@ def cmd_eval(a: argparse.Namespace) -> int:
         return lm.cmd_eval(a, ckpt)
     if skipgram.is_skipgram(ckpt):
         return skipgram.cmd_eval(a, ckpt)
+    if tabular.is_mlp(ckpt):
+        return tabular.cmd_eval(a, ckpt)
     if ckpt.vocab is None or ckpt.labels is None:
         raise SeqbatchError(f"{a.checkpoint}: no vocabulary/labels in the metadata; it gives logits but cannot "
                             "be evaluated on text")
@@ -354,10 +363,11 @@ def add_predict(sub: Any) -> None:
     p.add_argument("--checkpoint", type=Path, required=True, help="model.safetensors written by `seqbatch train`")
     _task_arg(p, default=None)
     _backend_arg(p)
-    p.add_argument("--top", type=int, default=None, help="labels to show per input (default: names 3, imdb 1)")
+    p.add_argument("--top", type=int, default=None, help="labels to show per input (default: names 3, imdb 1, MLP 3)")
     p.add_argument("--json", action="store_true", help="print JSON lines instead of text")
     _eval_dtype_arg(p)
-    p.add_argument("names", nargs="+", metavar="TEXT", help="names (or reviews, for imdb) to classify")
+    p.add_argument("names", nargs="+", metavar="TEXT", help="names (or reviews, for imdb) to classify; for an MLP "
+                   "(wine, tabular), rows of raw feature values separated by commas (after --: -1.5,2 is no flag)")
     p.set_defaults(func=cmd_predict)
 
 
@@ -369,6 +379,8 @@ def cmd_predict(a: argparse.Namespace) -> int:
         raise SeqbatchError(f"{a.checkpoint} is a language model; `seqbatch generate` samples text from it")
     if skipgram.is_skipgram(ckpt):
         raise SeqbatchError(f"{a.checkpoint} is a skip-gram model; `seqbatch neighbors` and `seqbatch eval` use it")
+    if tabular.is_mlp(ckpt):
+        return tabular.cmd_predict(a, ckpt)
     missing = [k for k, v in (("vocabulary", ckpt.vocab), ("labels", ckpt.labels)) if v is None]
     if missing:
         raise SeqbatchError(f"{a.checkpoint} has no {' or '.join(missing)} in its metadata: it gives logits for "

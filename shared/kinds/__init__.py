@@ -34,12 +34,12 @@ class Kind:
 @cache
 def _registry() -> dict[str, Kind]:
     # Imported here, not at module level: each kind's module imports shared.layout, which imports us.
-    from shared.kinds import classifier, lm, skipgram
+    from shared.kinds import classifier, lm, mlp, skipgram
 
-    return {k.name: k for k in (classifier.KIND, lm.KIND, skipgram.KIND)}
+    return {k.name: k for k in (classifier.KIND, lm.KIND, skipgram.KIND, mlp.KIND)}
 
 
-KIND_NAMES: tuple[str, ...] = ("classifier", "lm", "skipgram")
+KIND_NAMES: tuple[str, ...] = ("classifier", "lm", "skipgram", "mlp")
 
 
 def get_kind(name: str) -> Kind:
