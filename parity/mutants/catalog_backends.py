@@ -86,4 +86,7 @@ MUTANTS: list[Mutant] = [
     Mutant("torch-skipgram-output-vectors-random", "torch starts the skip-gram's output vectors random, not at zero",
            "reference_torch/models/skipgram.py", "                    table.zero_()",
            "                    table.uniform_(-0.1, 0.1)", ("tests/test_init.py",)),
+    Mutant("torch-skipgram-scatter-overwrites", "torch's sparse step writes a repeated row's update once, not summed",
+           "reference_torch/models/skipgram.py", "w_out.scatter_add_(0, rows.reshape(-1, 1)",
+           "w_out.scatter_(0, rows.reshape(-1, 1)", ("tests/parity/test_parity_skipgram.py",)),
 ]

@@ -173,4 +173,17 @@ PARITY: list[Mutant] = [
            'H.OUTPUT_ABS_TOL["float32"], H.ConfigResult(cfg)', ("tests/parity/test_parity_lm_tolerance.py",)),
 ]
 
-MUTANTS: list[Mutant] = [*DATA, *TRAINING, *COMMAND_LINE, *PARITY]
+# The skip-gram pipeline and training loop (issue 13).
+WORDS: list[Mutant] = [
+    Mutant("skipgram-noise-unsmoothed", "negatives drawn from the raw counts, not count**0.75",
+           "shared/skipgram_data.py", "NOISE_POWER = 0.75", "NOISE_POWER = 1.0",
+           ("tests/shared/test_skipgram_data.py",)),
+    Mutant("skipgram-windows-cross-documents", "context windows run on across a document's end",
+           "shared/skipgram_data.py", "valid &= doc[np.clip(context, 0, n - 1)] == doc[centre]",
+           "valid &= doc[np.clip(context, 0, n - 1)] >= 0", ("tests/shared/test_skipgram_data.py",)),
+    Mutant("skipgram-rate-never-decays", "SGD keeps --lr for the whole run instead of decaying to --min-lr",
+           "shared/skipgram_training.py", "return max(min_lr, train_cfg.lr - (train_cfg.lr - min_lr) * min(done, 1.0))",
+           "return train_cfg.lr", ("tests/test_cli_skipgram.py",)),
+]
+
+MUTANTS: list[Mutant] = [*DATA, *TRAINING, *COMMAND_LINE, *PARITY, *WORDS]

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from importlib.metadata import entry_points
 from typing import Any
 
-from shared.cli import classify, lm, words
+from shared.cli import classify, lm, sweep, words
 from shared.errors import SeqbatchError
 
 COMMANDS_GROUP = "seqbatch.commands"
@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     classify.add_predict(sub)
     lm.add_generate(sub)
     words.add_neighbors(sub)
+    sweep.add_sweep(sub)
     words.add_export(sub)
     # Other packages add sub-commands through the "seqbatch.commands" entry point group
     # (parity/ adds parity, bench, bench-lm, bench-kernels; see pyproject.toml): shared/ never
