@@ -174,8 +174,15 @@ class TrainConfig:
     # both backends): no gradient, no optimizer state, and outside the clipping norm, which is over
     # the parameters that have gradients, as torch's clip_grad_norm_ computes it.
     freeze: tuple[str, ...] = ()
+    # Where the initial weights come from: "library", each backend's own seeded init (the two draw
+    # different numbers from the same distributions), or "shared", drawn once in NumPy from those
+    # distributions (shared/layout.py `shared_init`), so a torch and a jax run with one seed start
+    # from identical weights.
+    init: Literal["library", "shared"] = "library"
 
     def __post_init__(self) -> None:
+        if self.init not in ("library", "shared"):
+            raise SeqbatchError(f"init must be library or shared, got {self.init!r}")
         if self.optimizer not in ("sgd", "adam"):
             raise SeqbatchError(f"optimizer must be sgd or adam, got {self.optimizer!r}")
         if not (math.isfinite(self.lr) and self.lr > 0):  # `nan <= 0` is False: test the good case

@@ -84,6 +84,26 @@ def init_bound(cfg: Any, name: str) -> float | None:
     return kind_of(cfg).init_bound(cfg, name)
 
 
+def shared_init(cfg: Any, seed: int) -> dict[str, Any]:
+    """Initial weights drawn once in NumPy from each parameter's distribution (`init_bound`: U(-b, b),
+    zeros for a bound of 0, N(0, 1) for None), in layout order from one seeded generator, in the
+    config's dtype: the same numbers for both backends (`--init shared`)."""
+    import numpy as np
+
+    rng = np.random.default_rng([seed, 0x5EED])
+    out: dict[str, Any] = {}
+    for name, shape in parameter_shapes(cfg).items():
+        bound = init_bound(cfg, name)
+        if bound is None:
+            value = rng.standard_normal(shape)
+        elif bound == 0:
+            value = np.zeros(shape)
+        else:
+            value = rng.uniform(-bound, bound, shape)
+        out[name] = value.astype(cfg.dtype)
+    return out
+
+
 def check_freeze(cfg: Any, names: tuple[str, ...]) -> None:
     """A TrainConfig's `freeze` must name parameters of the model, and leave at least one to train."""
     from shared.errors import SeqbatchError

@@ -86,7 +86,12 @@ class RunLoop:
             self.folder.rewrite_metrics(self.history)
             self.log(f"resuming {self.folder.path} at step {step}")
             return state, step
-        model = b.init(self.model_cfg, self.train_cfg.seed)
+        if self.train_cfg.init == "shared":
+            from shared.layout import shared_init
+
+            model = b.from_params(self.model_cfg, shared_init(self.model_cfg, self.train_cfg.seed))
+        else:
+            model = b.init(self.model_cfg, self.train_cfg.seed)
         if self.initial is not None:
             model = b.from_params(self.model_cfg, self.initial(b.to_params(model)))
         state = b.train_state(model, self.train_cfg)

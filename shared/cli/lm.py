@@ -94,7 +94,8 @@ def cmd_train(a: argparse.Namespace, pick: dict[str, Any], defaults: dict[str, A
                          dtype=a.dtype)
     train_cfg = TrainConfig(optimizer=pick["optimizer"], lr=pick["lr"], momentum=a.momentum,
                             batch_size=pick["batch_size"], steps=steps, epochs=epochs, clip_norm=pick["clip_norm"],
-                            seed=a.seed, eval_every=pick["eval_every"], on_nan=a.on_nan, max_loss=a.max_loss)
+                            seed=a.seed, eval_every=pick["eval_every"], on_nan=a.on_nan, max_loss=a.max_loss,
+                            init=a.init)
     _stderr(f"data: {data.source} ({data.cfg.batching}): {data.chars['train']} / {data.chars['val']} / "
             f"{data.chars['test']} characters train / val / test, {len(data.vocab)} tokens")
     info = {"task": a.task, "cli": recorded_flags(a), "environment": environment(),

@@ -42,6 +42,10 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-loss", type=float, default=100.0,
                    help="mean loss (nats) above which a step counts as diverged (default 100: a cross-entropy "
                         "no training run reaches after its first steps)")
+    p.add_argument("--init", choices=("library", "shared"), default="library",
+                   help="initial weights: library, each backend's own seeded init (torch and jax draw different "
+                        "numbers from the same distributions); shared, drawn once in NumPy from those "
+                        "distributions, so that both backends start from identical weights (default library)")
     p.set_defaults(train_parser=p)
 
 
@@ -117,7 +121,7 @@ def train_config(a: argparse.Namespace, pick: dict[str, Any], eval_every: int, d
     return TrainConfig(
         optimizer=pick["optimizer"], lr=pick["lr"], momentum=a.momentum, batch_size=pick["batch_size"], steps=steps,
         epochs=epochs, clip_norm=pick["clip_norm"], seed=a.seed, sampler=pick["sampler"] or "random",
-        eval_every=eval_every, on_nan=a.on_nan, max_loss=a.max_loss,
+        eval_every=eval_every, on_nan=a.on_nan, max_loss=a.max_loss, init=a.init,
     )
 
 

@@ -135,7 +135,8 @@ def cmd_train(a: argparse.Namespace, pick: dict[str, Any], defaults: dict[str, A
     corpus, source = load_corpus(a.data, data_cfg.min_count)
     model_cfg = SkipgramConfig(vocab_size=len(corpus.words), embed_dim=pick["embed_dim"], dtype=a.dtype)
     train_cfg = TrainConfig(optimizer=pick["optimizer"], lr=pick["lr"], momentum=0.0, batch_size=pick["batch_size"],
-                            steps=a.steps, epochs=a.epochs, seed=a.seed, on_nan=a.on_nan, max_loss=a.max_loss)
+                            steps=a.steps, epochs=a.epochs, seed=a.seed, on_nan=a.on_nan, max_loss=a.max_loss,
+                            init=a.init)
     _stderr(f"data: {source}: {corpus.raw_words:,} words, {len(corpus):,} kept by --min-count "
             f"{data_cfg.min_count}, {len(corpus.words):,} distinct; scores: {eval_dir or 'none (see --word-eval)'}")
     info = {"task": a.task, "cli": recorded_flags(a), "environment": environment(),

@@ -121,7 +121,8 @@ def cmd_train(a: argparse.Namespace, pick: dict[str, Any], defaults: dict[str, A
     per_epoch = steps_per_epoch(len(data.train), pick["batch_size"])  # validation after each epoch
     train_cfg = TrainConfig(optimizer=pick["optimizer"], lr=pick["lr"], momentum=a.momentum,
                             batch_size=pick["batch_size"], steps=None, epochs=a.epochs, clip_norm=pick["clip_norm"],
-                            seed=a.seed, sampler="epoch", eval_every=per_epoch, on_nan=a.on_nan, max_loss=a.max_loss)
+                            seed=a.seed, sampler="epoch", eval_every=per_epoch, on_nan=a.on_nan, max_loss=a.max_loss,
+                            init=a.init)
     _stderr(f"data: {data.source}: {len(data.train)} train / {len(data.val)} val / {len(data.test)} test rows "
             f"(stratified {1 - VAL_FRACTION - TEST_FRACTION:.0%}/{VAL_FRACTION:.0%}/{TEST_FRACTION:.0%}), "
             f"{data.num_features} features standardised with the train split's mean and std, "
