@@ -22,7 +22,8 @@ def curves(sweep: Path) -> dict[tuple[str, str], list[list[dict[str, float]]]]:
         if cell.get("status") != "ok":
             continue
         folder = Path(cell["folder"])
-        folder = folder if folder.is_absolute() else sweep / folder
+        if not folder.is_absolute() and not folder.exists():  # written relative to where the sweep ran
+            folder = sweep / folder
         records = [json.loads(r) for r in (folder / "metrics.jsonl").read_text().splitlines()]
         epochs = [r for r in records if r.get("split") == "epoch"]
         seen = 0

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Mapping, Sequence
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,17 @@ def write_names_dir(folder: Path, files: Mapping[str, Sequence[str] | bytes]) ->
         raw = content if isinstance(content, bytes) else "".join(f"{n}\n" for n in content).encode()
         (folder / f"{label}.txt").write_bytes(raw)
     return folder
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _free_compiled_programs() -> Iterator[None]:
+    """XLA keeps every program it compiled mapped in memory (about three memory maps each, measured);
+    the whole suite in one process compiles enough of them to pass the kernel's limit of 65,530 maps
+    per process (`vm.max_map_count`), and the next compile segfaults (it did, at 98 % of the suite).
+    Drop them after each test module: jitted functions recompile when next called."""
+    yield
+    if "jax" in sys.modules:
+        sys.modules["jax"].clear_caches()
 
 
 @pytest.fixture
