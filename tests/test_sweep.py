@@ -182,3 +182,18 @@ def test_parse_backends_and_grid() -> None:
     assert parse_grid(["hidden_sizes=10,10;32"]) == [{"hidden_sizes": "10,10"}, {"hidden_sizes": "32"}]
     assert point_name({"batch_size": "32", "lr": "0.1"}) == "batch_size=32,lr=0.1"
     assert point_name({}) == "default"
+
+
+def test_a_rerun_with_other_flags_is_refused_not_mixed_in(tmp_path: Path) -> None:
+    """Rerunning a finished sweep with another --epochs would reuse runs of the old setting: refused."""
+    from shared.cli import run_captured
+
+    base = ["sweep", "--task", "wine", "--backends", "torch", "--seeds", "0", "--out", str(tmp_path / "s"),
+            "--no-progress"]
+    code, _, stderr = run_captured(*base, "--epochs", "2")
+    assert code == 0, stderr
+    code, _, stderr = run_captured(*base, "--epochs", "2")  # the same command: fine, nothing to run
+    assert code == 0, stderr
+    code, _, stderr = run_captured(*base, "--epochs", "3")
+    assert code == 2 and stderr.count("\n") == 1, stderr
+    assert "holds a run with other flags: --epochs 3 (the run has 2)" in stderr

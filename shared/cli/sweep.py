@@ -8,7 +8,7 @@ Every argument that is not the sweep's own is handed to each `seqbatch train` un
 normal run folder OUT/<backend>/<key=value,...>/seed-<s>, trained in this process. Rerunning the same
 command skips the cells that finished (model.safetensors and a test record in metrics.jsonl), resumes
 the ones that died with a saved state (`train --resume`) and retrains the others (`--overwrite`); a
-finished cell is not compared with the current flags. Writes OUT/sweep.jsonl, summary.md, curves.png
+finished cell made with other flags is refused (`_same_flags`). Writes OUT/sweep.jsonl, summary.md, curves.png
 and final.png.
 """
 
@@ -127,11 +127,35 @@ def _run_cell(argv: list[str]) -> tuple[int, str]:
     return code, _last_line(err)
 
 
+# Recorded flags that differ between two runs of the same cell without changing what it computes.
+NOT_COMPARED = frozenset({"out", "overwrite", "resume", "no_progress", "checkpoint_every"})
+
+
+def _same_flags(folder: Path, now: dict[str, Any], name: str) -> None:
+    """A cell folder holding a run of other flags (the sweep was rerun with, say, another --epochs)
+    is refused: reusing or resuming it would mix two settings in one summary."""
+    from shared.runs import read_config
+
+    config = folder / "config.json"
+    if not config.is_file():
+        return
+    before = read_config(config).get("cli")
+    if not isinstance(before, dict):
+        return
+    differ = sorted(k for k in set(before) | set(now)
+                    if k not in NOT_COMPARED and k in now and before.get(k) != now.get(k))
+    if differ:
+        shown = "; ".join(f"--{k.replace('_', '-')} {now.get(k)} (the run has {before.get(k)})" for k in differ)
+        raise SeqbatchError(f"{name}: {folder} holds a run with other flags: {shown}. Give another --out, or "
+                            "remove that folder to train it again")
+
+
 def cmd_sweep(a: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from shared import sweep
     from shared.cli.classify import _checked_flags
+    from shared.cli.runflags import recorded_flags
     from shared.runs import atomic_text
     from shared.runs import dumps as strict_json
 
@@ -157,10 +181,12 @@ def cmd_sweep(a: argparse.Namespace) -> int:
         if cell.point.get("batch_size") == FULL:
             at = len(passed) + grid_argv[sweep.point_name(cell.point)].index("--batch-size") + 1
             argv[at] = str(_full_batch(parser.parse_args([*argv[:at], "1", *argv[at + 1:]]), sizes))
+        ns = parser.parse_args([*argv, "--out", str(cell.folder), "--no-progress"])
         try:
-            _checked_flags(parser.parse_args([*argv, "--out", str(cell.folder), "--no-progress"]))
+            _checked_flags(ns)
         except SeqbatchError as e:
             raise SeqbatchError(f"{cell.name}: {e}") from None
+        _same_flags(cell.folder, recorded_flags(ns), cell.name)
         plan.append((cell, argv))
 
     a.out.mkdir(parents=True, exist_ok=True)
