@@ -230,7 +230,6 @@ def _fit(
                 words_done = float(corpus.raw_words * ep)
                 bar.update(int(words_done) - bar.n)
                 scores = word_scores(backend, backend.model_of(state), corpus.words, eval_dir)
-                epoch = ep
                 counters.update(epoch=ep, epoch_start_step=step, train_seconds=train_seconds, words=words_done,
                                 scores=scores)
                 rate = words_done / max(train_seconds, 1e-9)
