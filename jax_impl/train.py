@@ -1,4 +1,5 @@
-"""Training with optax under jax.jit: SGD with momentum or Adam, torch's global-norm clipping.
+"""Training with optax under jax.jit: SGD with momentum or Adam, torch's global-norm clipping, the
+class-weighted mean of `TrainConfig.class_weights` as torch computes it.
 
 Also the run state a resumed run needs beyond the weights (shared/runs.py writes it): the optax
 state's leaves as named arrays `optim/<jax.tree_util.keystr path>` (restored into the structure a
@@ -118,7 +119,12 @@ def _compiled_step(model_cfg: ModelConfig, train_cfg: TrainConfig, kernel: str =
 
         def mean_loss(p: Params) -> jax.Array:
             dropout_key = sub if use_dropout else None
-            return losses_of(model_cfg, merge(p, fixed), tokens, lengths, labels, dropout_key).mean()
+            per_example = losses_of(model_cfg, merge(p, fixed), tokens, lengths, labels, dropout_key)
+            if not train_cfg.class_weights:
+                return per_example.mean()
+            # torch's F.cross_entropy(weight=w): sum w[y] ce / sum w[y]
+            w = jnp.asarray(train_cfg.class_weights, per_example.dtype)[labels]
+            return (w * per_example).sum() / w.sum()
 
         loss, grads = jax.value_and_grad(mean_loss)(trainable)
         grad_norm = optax.tree.norm(grads)

@@ -114,12 +114,12 @@ class ConfigResult:
 
 # ---- length patterns --------------------------------------------------------------------------
 BATCH, SHORT_T, LONG_T, IMDB_T = 8, 16, 200, 400
-PATTERNS: tuple[str, ...] = ("equal", "ragged", "single", "long", "imdb_front", "imdb_back")
+PATTERNS: tuple[str, ...] = ("equal", "ragged", "single", "long", "unmasked", "imdb_front", "imdb_back")
 
 
 def patterns_for(cfg: ModelConfig) -> tuple[str, ...]:
     """IMDB-like batches are word-level: embedding input only."""
-    return PATTERNS if cfg.embed_dim is not None else PATTERNS[:4]
+    return PATTERNS if cfg.embed_dim is not None else PATTERNS[:5]
 
 
 def _seqs_to_batch(cfg: ModelConfig, seqs: Sequence[np.ndarray], time_: int) -> Batch:
@@ -131,8 +131,10 @@ def pattern_batch(cfg: ModelConfig, pattern: str, rng: np.random.Generator) -> B
     """One batch of a named length pattern; real tokens are 1..V-1, the padding PAD (0).
 
     equal: all lengths = T (no padding); ragged: lengths 1 and T in one batch; single: one
-    padded example; long: T = 200, ragged; imdb_front / imdb_back: raw sequences up to 650 tokens
-    cut to 400 by dropping the front (keeping the end) or the back; the batch stays left-aligned.
+    padded example; long: T = 200, ragged; unmasked: the padding study's left-padded batch without
+    a mask (ragged reviews padded in front to T, every length T: the models read the padding);
+    imdb_front / imdb_back: raw sequences up to 650 tokens cut to 400 by dropping the front
+    (keeping the end) or the back; the batch stays left-aligned.
     """
     tok = lambda n: rng.integers(1, cfg.vocab_size, int(n)).astype(np.int32)  # noqa: E731
     if pattern == "equal":
@@ -143,6 +145,9 @@ def pattern_batch(cfg: ModelConfig, pattern: str, rng: np.random.Generator) -> B
         lengths = [SHORT_T - 5]
     elif pattern == "long":
         lengths = [LONG_T, 1, *rng.integers(1, LONG_T + 1, BATCH - 2)]
+    elif pattern == "unmasked":
+        seqs = [tok(n) for n in (1, SHORT_T, *rng.integers(1, SHORT_T + 1, BATCH - 2))]
+        return pad(seqs, [int(s[0]) % cfg.num_classes for s in seqs], time=SHORT_T, mask=False, side="left")
     elif pattern in ("imdb_front", "imdb_back"):
         raw = [tok(n) for n in (IMDB_T + 250, IMDB_T + 1, IMDB_T, 3, *rng.integers(1, IMDB_T + 250, BATCH - 4))]
         cut = [s[-IMDB_T:] if pattern == "imdb_front" else s[:IMDB_T] for s in raw]

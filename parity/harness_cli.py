@@ -237,7 +237,9 @@ def check_contract(cfg: ModelConfig, batch: Batch, *, steps: int = 5,
     t_grads, j_grads = tb.gradients(tm, batch), jb.gradients(jm, batch)
     found += [H.compare("api.grad", "contract", n, g, j_grads.get(n), H.GRAD_REL_TOL, "rel")
               for n, g in t_grads.items()]
-    for name, tc in variants.items():
+    # The class-weighted loss (shared/imbalance.py) through both real train steps: uneven weights per class.
+    weighted = dataclasses.replace(H.VARIANTS["adam"], class_weights=tuple(np.linspace(0.25, 2.0, cfg.num_classes)))
+    for name, tc in {**variants, "adam+class_weights": weighted}.items():
         ts, js = tb.train_state(tb.from_params(cfg, tb.to_params(tm)), tc), jb.train_state(jm, tc)
         t_loss, j_loss = [], []
         for _ in range(steps):

@@ -1,4 +1,5 @@
-"""Training with torch.optim: SGD with momentum or Adam, mean cross-entropy, global-norm clipping.
+"""Training with torch.optim: SGD with momentum or Adam, mean cross-entropy (class-weighted with
+`TrainConfig.class_weights`), global-norm clipping.
 
 Also the run state a resumed run needs beyond the weights (shared/runs.py writes it): the
 optimizer's `state_dict()["state"]` as named arrays `optim/<parameter name>/<key>` (Adam: `step`,
@@ -108,7 +109,9 @@ def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, dict[str, A
     device = model.head.weight.device
     rng = rng_snapshot(device)
     out = model(torch.as_tensor(batch.tokens, device=device), torch.as_tensor(batch.lengths))
-    loss = F.cross_entropy(out, torch.as_tensor(batch.labels, device=device).long())
+    labels = torch.as_tensor(batch.labels, device=device).long()
+    weight = torch.tensor(state.cfg.class_weights, dtype=out.dtype, device=device) if state.cfg.class_weights else None
+    loss = F.cross_entropy(out, labels, weight=weight)  # with weights: sum w[y] ce / sum w[y]
     return state, guarded_update(state, loss, rng)
 
 

@@ -51,14 +51,29 @@ def bucket_length(n: int, multiple: int = 8) -> int:
     return max(multiple, -(-n // multiple) * multiple)
 
 
+PAD_SIDES: tuple[str, ...] = ("right", "left")
+
+
 def pad(
     seqs: Sequence[np.ndarray],
     labels: Sequence[int] | np.ndarray,
     *,
     multiple: int = 8,
     time: int | None = None,
+    mask: bool = True,
+    side: str = "right",
 ) -> Batch:
-    """Pad id sequences to `[B, T]` behind the real tokens; T = `time` or the bucketed longest length."""
+    """Pad id sequences to `[B, T]` behind the real tokens; T = `time` or the bucketed longest length.
+
+    `mask=False` builds the unmasked layouts of the padding study (shared/text.py `TextConfig.mask`):
+    every length is T, so the model reads the padding as tokens (no mask, no packing) and the head
+    reads the last padded step; `side="left"` puts the padding in front of the real tokens (the
+    lesson's `features[i, -len(row):] = row`). Left padding needs `mask=False`: a masked batch keeps
+    its real tokens first."""
+    if side not in PAD_SIDES:
+        raise SeqbatchError(f"padding side must be right or left, got {side!r}")
+    if side == "left" and mask:
+        raise SeqbatchError("left padding needs mask=False: a masked batch keeps its real tokens first")
     if len(seqs) == 0:
         raise SeqbatchError("cannot pad an empty batch")
     lengths = np.fromiter((len(s) for s in seqs), dtype=np.int32, count=len(seqs))
@@ -70,7 +85,12 @@ def pad(
         raise SeqbatchError(f"time {t} is shorter than the longest sequence ({longest})")
     tokens = np.full((len(seqs), t), PAD, dtype=np.int32)
     for i, s in enumerate(seqs):
-        tokens[i, : len(s)] = s
+        if side == "left":
+            tokens[i, t - len(s) :] = s
+        else:
+            tokens[i, : len(s)] = s
+    if not mask:
+        lengths = np.full(len(seqs), t, dtype=np.int32)
     return Batch(tokens, lengths, np.asarray(labels, dtype=np.int32))
 
 
@@ -81,12 +101,18 @@ def waste_of(batches: Sequence[Batch]) -> float:
     return 0.0 if total == 0 else 1.0 - real / total
 
 
+SAMPLERS: tuple[str, ...] = ("random", "epoch", "balanced", "uniform")
+
+
 class Sampler:
     """Index streams for batches over a data set of `n` examples (labels for the balanced one).
 
     - `random`: each batch draws B examples uniformly with replacement (the seed tutorial's way);
     - `epoch`: shuffled epochs without replacement; the last short batch is kept;
     - `balanced`: each batch holds the classes in the data's proportions (stratified draws);
+    - `uniform`: each batch draws B classes uniformly, then one example of each drawn class
+      uniformly, with replacement (torch's `WeightedRandomSampler` with weights 1 / class count):
+      the classes are seen equally often, a rare class's examples many times per pass;
     - `bucket_chunk` (epoch or balanced): within chunks of `bucket_chunk` batches, examples are
       sorted by length before cutting batches, so one batch holds similar lengths (less padding);
       batch order is then shuffled. For `balanced`, each class is sorted on its own and the
@@ -107,8 +133,8 @@ class Sampler:
         self.n = len(self.labels)
         if self.n == 0:
             raise SeqbatchError("no examples to sample from")
-        if kind not in ("random", "epoch", "balanced"):
-            raise SeqbatchError(f"unknown sampler {kind!r}; choose random, epoch or balanced")
+        if kind not in SAMPLERS:
+            raise SeqbatchError(f"unknown sampler {kind!r}; choose {', '.join(SAMPLERS)}")
         if batch_size < 1:
             raise SeqbatchError(f"batch_size must be >= 1, got {batch_size}")
         if bucket_chunk and lengths is None:
@@ -120,11 +146,18 @@ class Sampler:
         self.rng = np.random.default_rng(seed)
         self.lengths = None if lengths is None else np.asarray(lengths)
         self.bucket_chunk = bucket_chunk
+        # uniform: example indices grouped by class (members of class k at by_class[start[k]:start[k+1]])
+        self.classes, counts = np.unique(self.labels, return_counts=True)
+        self.by_class = np.argsort(self.labels, kind="stable")
+        self.starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        self.counts = counts
 
     def epoch(self) -> list[np.ndarray]:
         """One pass over the data as a list of index arrays."""
         if self.kind == "random":
             return [self.rng.integers(0, self.n, self.batch_size) for _ in range(max(1, self.n // self.batch_size))]
+        if self.kind == "uniform":
+            return [self._uniform_batch() for _ in range(max(1, self.n // self.batch_size))]
         order = self._balanced_order() if self.kind == "balanced" else self.rng.permutation(self.n)
         if self.bucket_chunk:
             return self._bucketed(order)
@@ -133,6 +166,10 @@ class Sampler:
     def __iter__(self) -> Iterator[np.ndarray]:
         while True:
             yield from self.epoch()
+
+    def _uniform_batch(self) -> Int[np.ndarray, " batch"]:
+        k = self.rng.integers(0, len(self.classes), self.batch_size)
+        return self.by_class[self.starts[k] + self.rng.integers(0, self.counts[k])]
 
     def _balanced_order(self) -> np.ndarray:
         """A permutation whose every full batch (order[jB:(j+1)B]) holds class c floor or ceil of B * n_c / n times.

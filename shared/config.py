@@ -163,7 +163,7 @@ class TrainConfig:
     epochs: int | None = None
     clip_norm: float | None = None
     seed: int = 0
-    sampler: Literal["random", "epoch", "balanced"] = "random"
+    sampler: Literal["random", "epoch", "balanced", "uniform"] = "random"
     eval_every: int = 100
     # The divergence guard (shared/guard.py): a step whose loss or gradient norm is not finite, or
     # whose mean loss exceeds `max_loss` (nats; None: no bound), is not applied. "stop" freezes the
@@ -179,6 +179,9 @@ class TrainConfig:
     # distributions (shared/layout.py `shared_init`), so a torch and a jax run with one seed start
     # from identical weights.
     init: Literal["library", "shared"] = "library"
+    # Per-class loss weights (shared/imbalance.py), () for none: the loss is torch's weighted mean
+    # sum w[y] * ce / sum w[y] over the batch, on both backends.
+    class_weights: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         if self.init not in ("library", "shared"):
@@ -197,8 +200,12 @@ class TrainConfig:
                 raise SeqbatchError(f"{name} must be >= 1, got {value}")
         if not (math.isfinite(self.momentum) and 0 <= self.momentum < 1):
             raise SeqbatchError(f"momentum must be in [0, 1), got {self.momentum}")
-        if self.sampler not in ("random", "epoch", "balanced"):
-            raise SeqbatchError(f"sampler must be random, epoch or balanced, got {self.sampler!r}")
+        if self.sampler not in ("random", "epoch", "balanced", "uniform"):
+            raise SeqbatchError(f"sampler must be random, epoch, balanced or uniform, got {self.sampler!r}")
+        weights = tuple(float(w) for w in self.class_weights)
+        if not all(math.isfinite(w) and w > 0 for w in weights):
+            raise SeqbatchError(f"class_weights must be > 0 (finite), got {self.class_weights!r}")
+        object.__setattr__(self, "class_weights", weights)
         if self.clip_norm is not None and not (math.isfinite(self.clip_norm) and self.clip_norm > 0):
             raise SeqbatchError(f"clip_norm must be > 0, got {self.clip_norm} (a finite number)")
         if self.on_nan not in ("stop", "skip"):

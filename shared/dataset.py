@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import unicodedata
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -62,8 +63,18 @@ def char_vocab(seqs: Iterable[Sequence[str]], source: str) -> Vocab:
 
 @dataclass(frozen=True)
 class EncodedSplit:
+    """Encoded examples and how their batches are padded: masked (the default), or, for the padding
+    study, unmasked to a fixed `width` with the padding on `side` (shared/batching.py `pad`)."""
+
     seqs: list[np.ndarray]
     labels: np.ndarray
+    mask: bool = True
+    side: str = "right"
+    width: int | None = None  # unmasked batches: every batch is this wide (the text's max_len)
+
+    def subset(self, index: Sequence[int] | np.ndarray) -> EncodedSplit:
+        """The examples at `index`, padded the same way."""
+        return dataclasses.replace(self, seqs=[self.seqs[i] for i in index], labels=self.labels[np.asarray(index)])
 
     def __len__(self) -> int:
         return len(self.seqs)
@@ -73,7 +84,8 @@ class EncodedSplit:
         return np.fromiter((len(s) for s in self.seqs), dtype=np.int64, count=len(self.seqs))
 
     def batch(self, index: np.ndarray, *, multiple: int = 8) -> Batch:
-        return pad([self.seqs[i] for i in index], self.labels[index], multiple=multiple)
+        return pad([self.seqs[i] for i in index], self.labels[index], multiple=multiple,
+                   time=None if self.mask else self.width, mask=self.mask, side=self.side)
 
 
 @dataclass(frozen=True)
@@ -148,7 +160,8 @@ def imdb_dataset(
 
     def enc(name: str, ex: Examples) -> EncodedSplit:
         seqs = [vocab.encode(t) if t else np.array([UNK], np.int32) for t in tokens[name]]
-        return EncodedSplit(seqs, np.asarray(ex.labels, dtype=np.int32))
+        return EncodedSplit(seqs, np.asarray(ex.labels, dtype=np.int32), mask=text_cfg.mask, side=text_cfg.pad_side,
+                            width=None if text_cfg.mask else text_cfg.max_len)
 
     return Dataset(vocab, list(train_all.label_names), enc("train", splits.train), enc("val", splits.val),
                    enc("test", test), source, text_cfg)

@@ -6,6 +6,9 @@ import numpy as np
 from jaxtyping import Float, Int
 from sklearn.metrics import balanced_accuracy_score, confusion_matrix
 
+# The validation metrics `--keep-best` can select on (shared/training.py `fit(select=...)`).
+SELECT: tuple[str, ...] = ("top1", "balanced_accuracy")
+
 
 def top_k_accuracy(logits: Float[np.ndarray, "n classes"], labels: Int[np.ndarray, " n"], k: int) -> float:
     """Fraction of examples whose label is among the k highest logits (ties broken by class order)."""

@@ -24,6 +24,7 @@ from shared.errors import SeqbatchError
 
 Level = Literal["word", "char"]
 Truncate = Literal["pre", "post"]
+PadSide = Literal["right", "left"]
 
 # `<br />`, `<br/>`, `<BR>`: IMDB's paragraph breaks (58 % of reviews), not words.
 _BREAK = re.compile(r"<\s*br\s*/?\s*>", re.IGNORECASE)
@@ -53,7 +54,11 @@ class TextConfig:
     - `max_len`: keep at most this many tokens (None: all, up to MAX_TOKENS); `truncate` says
       which ones ("pre" keeps the end, "post" keeps the front);
     - `min_freq`, `max_vocab`: the vocabulary keeps tokens seen `min_freq` times in the training
-      part, the `max_vocab` most frequent (pad and unk included); the rest read as <unk>.
+      part, the `max_vocab` most frequent (pad and unk included); the rest read as <unk>;
+    - `mask`, `pad_side`: how batches are padded. The default (mask True, right) is the masked
+      model: padding after the real tokens, never read. `mask=False` is the padding study's
+      unmasked model: every review padded to `max_len` (right or left) and read whole, padding
+      included, the head on the last padded step (the lesson's recipe with left padding).
     """
 
     level: Level = "word"
@@ -63,10 +68,12 @@ class TextConfig:
     truncate: Truncate = "pre"
     min_freq: int = 2
     max_vocab: int | None = 20000
+    mask: bool = True
+    pad_side: PadSide = "right"
 
     def __post_init__(self) -> None:
         # Types first: the config also comes from a checkpoint's JSON, where 2.5 or "2" can stand.
-        for name in ("lowercase", "stop_words"):
+        for name in ("lowercase", "stop_words", "mask"):
             if not isinstance(getattr(self, name), bool):
                 raise SeqbatchError(f"text config: {name} must be bool, got {getattr(self, name)!r:.60}")
         for name, optional in (("max_len", True), ("min_freq", False), ("max_vocab", True)):
@@ -80,6 +87,13 @@ class TextConfig:
             raise SeqbatchError(f"truncate must be pre or post, got {self.truncate!r}")
         if self.max_len is not None and not 1 <= self.max_len <= MAX_TOKENS:
             raise SeqbatchError(f"max_len must be in 1..{MAX_TOKENS} or None, got {self.max_len}")
+        if self.pad_side not in ("right", "left"):
+            raise SeqbatchError(f"pad_side must be right or left, got {self.pad_side!r}")
+        if self.pad_side == "left" and self.mask:
+            raise SeqbatchError("left padding only matters without the mask: a masked model reads the real tokens "
+                                "wherever they sit (give --no-mask with --padding left)")
+        if not self.mask and self.max_len is None:
+            raise SeqbatchError("an unmasked model pads every review to max_len: give a max_len")
         if self.min_freq < 1:
             raise SeqbatchError(f"min_freq must be >= 1, got {self.min_freq}")
         if self.max_vocab is not None and self.max_vocab < 3:

@@ -19,8 +19,9 @@ from shared.backend import Backend
 from shared.batching import Sampler, batches_in_order, index_waste
 from shared.config import ModelConfig, TrainConfig
 from shared.dataset import Dataset, EncodedSplit
+from shared.errors import SeqbatchError
 from shared.loop import FitResult, RunLoop
-from shared.metrics import classification_report, cross_entropy
+from shared.metrics import SELECT, classification_report, cross_entropy
 from shared.plots import epoch_curves, loss_curve
 from shared.runs import RunFolder, opened
 
@@ -92,7 +93,7 @@ def train_probe(split: EncodedSplit, n: int, seed: int) -> EncodedSplit:
     if len(split) <= n:
         return split
     idx = np.sort(np.random.default_rng(seed).choice(len(split), n, replace=False))
-    return EncodedSplit([split.seqs[i] for i in idx], split.labels[idx])
+    return split.subset(idx)
 
 
 def fit(
@@ -114,6 +115,7 @@ def fit(
     checkpoint_every: int | None = None,
     split: dict[str, Any] | None = None,
     initial: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] | None = None,
+    select: str = "top1",
 ) -> RunResult:
     """Train from a fresh seeded model (or resume a run folder); validate every `eval_every` steps
     and, with `epochs`, at each epoch's end; test once at the end.
@@ -127,23 +129,26 @@ def fit(
     run state in state/ (every `checkpoint_every` steps, else at each validation and every 10
     minutes), model.safetensors (with the TextConfig for text tasks and the `split` parameters),
     then loss.png and curves.png (epochs only). `run_info` adds keys to config.json. With
-    `keep_best`, the weights of the validation with the best top-1 (the earliest among equals) are
-    the ones tested and saved: model selection on validation, never on test. `initial` maps the
+    `keep_best`, the weights of the validation with the best `select` metric (top1 or
+    balanced_accuracy; the earliest among equals) are the ones tested and saved: model selection on
+    validation, never on test. `initial` maps the
     seeded init's named parameters to the ones a fresh run starts from (e.g. pre-trained embedding
     rows, shared/init_embeddings.py); a resumed run restores its own and never calls it.
     """
     with opened(folder, out_dir, mode, log) as run:
         return _fit(backend, model_cfg, train_cfg, data, run, progress=progress, multiple=multiple,
                     bucket_chunk=bucket_chunk, probe_size=probe_size, log=log, run_info=run_info, keep_best=keep_best,
-                    checkpoint_every=checkpoint_every, split=split, initial=initial)
+                    checkpoint_every=checkpoint_every, split=split, initial=initial, select=select)
 
 
 def _fit(
     backend: Backend, model_cfg: ModelConfig, train_cfg: TrainConfig, data: Dataset, folder: RunFolder | None, *,
     progress: bool, multiple: int, bucket_chunk: int, probe_size: int, log: Any, run_info: dict[str, Any] | None,
     keep_best: bool, checkpoint_every: int | None, split: dict[str, Any] | None,
-    initial: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] | None,
+    initial: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] | None, select: str,
 ) -> RunResult:
+    if select not in SELECT:
+        raise SeqbatchError(f"select must be one of {', '.join(SELECT)}, got {select!r}")
     padding = padding_waste(data, train_cfg, bucket_chunk=bucket_chunk, multiple=multiple)
     log(f"padding waste per epoch (multiple {multiple}): unbucketed {padding['unbucketed']:.1%}"
         + (f", bucketed (chunk {bucket_chunk}) {padding['bucketed']:.1%}" if bucket_chunk else ""))
@@ -189,7 +194,7 @@ def _fit(
                 val_report, _ = evaluate(backend, backend.model_of(state), data.val, multiple=multiple)
                 loop.counters["val"] = val_report
                 if keep_best:
-                    loop.consider_best(step, val_report, lambda new, old: new["top1"] > old["top1"], state)
+                    loop.consider_best(step, val_report, lambda new, old: new[select] > old[select], state)
                 record: dict[str, Any] = {"step": step, "split": "val", **val_report}
                 if epoch_end:
                     record["epoch"] = step // per_epoch
@@ -213,8 +218,10 @@ def _fit(
     if loop.best is not None:
         model = backend.from_params(backend.config_of(model), loop.best.params)
         val_report = loop.best.val
-        chosen = {"best_step": loop.best.step, "best_val_top1": loop.best.val["top1"]}
-        log(f"keeping the weights of step {loop.best.step} (val top-1 {loop.best.val['top1']:.4f})")
+        chosen = {"best_step": loop.best.step, "best_val_top1": loop.best.val["top1"], "selected_on": select,
+                  "best_val_balanced_accuracy": loop.best.val["balanced_accuracy"]}
+        log(f"keeping the weights of step {loop.best.step} (val top-1 {loop.best.val['top1']:.4f}, balanced "
+            f"{loop.best.val['balanced_accuracy']:.4f}; selected on {select})")
     test_report, _ = evaluate(backend, model, data.test, multiple=multiple)
     skipped = {"skipped_steps": loop.counters["skipped"]} if loop.counters.get("skipped") else {}
     loop.record({"step": n_steps, "split": "test", "train_seconds": round(seconds, 2),

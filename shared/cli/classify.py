@@ -4,6 +4,7 @@ table serve every task, and hand another kind's task or checkpoint to its module
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 import warnings
@@ -14,6 +15,7 @@ import numpy as np
 
 from shared import checkpoint
 from shared.backend import TORCH_KERNEL_ENV, get_backend
+from shared.batching import SAMPLERS
 from shared.cli import embeddings, lm, skipgram, tabular
 from shared.cli.common import (
     _backend_arg,
@@ -27,10 +29,12 @@ from shared.cli.common import (
     split_of,
 )
 from shared.cli.runflags import add_run_args, check_train_flags, open_run, recorded_flags, train_config
+from shared.cli.textflags import add_text_args, reject_text_flags, text_config
 from shared.config import CELLS, ModelConfig, check_seed
 from shared.dataset import Dataset, encode_splits, imdb_dataset, name_chars, names_dataset
 from shared.errors import SeqbatchError
-from shared.metrics import confusion, softmax
+from shared.imbalance import CLASS_WEIGHTS, class_weights
+from shared.metrics import SELECT, confusion, softmax
 from shared.names import load_names_or_default
 from shared.provenance import data_hash, environment
 from shared.runs import dumps as strict_json
@@ -57,10 +61,6 @@ for _d_ in TASK_DEFAULTS.values():
 # Which model kind (shared/kinds) each task trains.
 TASK_KINDS: dict[str, str] = {"names": "classifier", "imdb": "classifier", **lm.TASK_KINDS, **skipgram.TASK_KINDS,
                               **tabular.TASK_KINDS}
-TEXT_FLAGS: dict[str, str] = {"level": "--level", "max_len": "--max-len", "truncate": "--truncate",
-                              "min_freq": "--min-freq", "max_vocab": "--max-vocab", "stop_words": "--stop-words",
-                              "keep_case": "--keep-case", "max_train": "--max-train", "max_test": "--max-test"}
-
 
 def _d(key: str) -> str:
     """Help text naming each task's default."""
@@ -85,46 +85,6 @@ def _data_arg(p: argparse.ArgumentParser) -> None:
                         "documents, a file or folder of .txt documents; tabular: a CSV file with a header line. "
                         "Default: an embedded set (faker surnames; synthetic reviews for imdb; Python's pydoc_data "
                         "topics for charlm)")
-
-
-def _text_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("text and subsampling (imdb only)")
-    t = TextConfig()
-    g.add_argument("--level", choices=("word", "char"), default=None, help=f"token level (default {t.level})")
-    g.add_argument("--max-len", type=int, default=None,
-                   help=f"keep at most N tokens per review; 0 keeps all (default {t.max_len})")
-    g.add_argument("--truncate", choices=("pre", "post"), default=None,
-                   help=f"which tokens a long review keeps: pre drops the front (keeps the end), post drops the "
-                        f"end; padding always follows the real tokens (default {t.truncate})")
-    g.add_argument("--min-freq", type=int, default=None,
-                   help=f"vocabulary: tokens seen at least N times in the train part (default {t.min_freq})")
-    g.add_argument("--max-vocab", type=int, default=None,
-                   help=f"vocabulary: at most N entries incl. <pad> and <unk>; 0: no cap (default {t.max_vocab})")
-    g.add_argument("--stop-words", action="store_true",
-                   help="drop scikit-learn's English stop words (that list includes 'not' and 'no')")
-    g.add_argument("--keep-case", action="store_true", help="do not lower-case the text")
-    g.add_argument("--max-train", type=int, default=None,
-                   help="use a stratified sample of N reviews of the original train set (before the 90:10 "
-                        "train/validation split); default: all")
-    g.add_argument("--max-test", type=int, default=None,
-                   help="evaluate on a stratified sample of N test reviews; default: all")
-
-
-def text_config(a: argparse.Namespace) -> TextConfig:
-    """The TextConfig from the flags; flags left out keep TextConfig's defaults."""
-    base = TextConfig()
-    return TextConfig(
-        level=a.level or base.level, lowercase=not a.keep_case, stop_words=a.stop_words,
-        max_len=base.max_len if a.max_len is None else (a.max_len or None),
-        truncate=a.truncate or base.truncate, min_freq=base.min_freq if a.min_freq is None else a.min_freq,
-        max_vocab=base.max_vocab if a.max_vocab is None else (a.max_vocab or None),
-    )
-
-
-def _reject_text_flags(a: argparse.Namespace) -> None:
-    given = [flag for key, flag in TEXT_FLAGS.items() if getattr(a, key, None) not in (None, False)]
-    if given:
-        raise SeqbatchError(f"{', '.join(given)} apply to --task imdb only, not names")
 
 
 def add_train(sub: Any) -> None:
@@ -156,9 +116,14 @@ def add_train(sub: Any) -> None:
                         "validation accuracy and loss (default: imdb 5)")
     p.add_argument("--clip-norm", type=float, default=None,
                    help=f"global gradient-norm clipping, torch's formula ({_d('clip_norm')})")
-    p.add_argument("--sampler", choices=("random", "epoch", "balanced"), default=None,
+    p.add_argument("--sampler", choices=SAMPLERS, default=None,
                    help="random: with replacement (seed tutorial); epoch: shuffled passes; "
-                        f"balanced: classes in proportion in every batch ({_d('sampler')})")
+                        "balanced: classes in proportion in every batch; uniform: every class equally often "
+                        f"(drawn with replacement, rare classes repeat) ({_d('sampler')})")
+    p.add_argument("--class-weights", choices=CLASS_WEIGHTS, default=None,
+                   help="weight each example's loss by its class, from the training counts: inverse: n / (C * n_c) "
+                        "(each class the same total weight, scikit-learn's 'balanced'); sqrt: its square root; "
+                        "the batch loss is torch's weighted mean (names and imdb; default none)")
     p.add_argument("--eval-every", type=int, default=None,
                    help="validate every N steps, and with --epochs at each epoch's end too "
                         "(default: names 200, imdb once per epoch)")
@@ -170,11 +135,14 @@ def add_train(sub: Any) -> None:
     p.add_argument("--keep-best", action=argparse.BooleanOptionalAction, default=None,
                    help="test and save the weights of the best validation top-1 rather than the last "
                         f"({_d('keep_best')})")
+    p.add_argument("--select", choices=SELECT, default=None,
+                   help="what --keep-best maximises on validation: top1 or balanced_accuracy (names and imdb; "
+                        "default top1)")
     p.add_argument("--seed", type=int, default=0, help="seed for init, split and sampling, in [0, 2**32) (default 0)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_run_args(p)
     _torch_kernel_arg(p)
-    _text_args(p)
+    add_text_args(p)
     embeddings.add_embedding_args(p)
     lm.add_lm_args(p)
     skipgram.add_skipgram_args(p)
@@ -185,7 +153,7 @@ def add_train(sub: Any) -> None:
 def load_task_data(task: str, a: argparse.Namespace, seed: int, vocab: Vocab | None = None,
                    text: TextConfig | None = None) -> Dataset:
     if task == "names":
-        _reject_text_flags(a)
+        reject_text_flags(a)
         if vocab is None:
             return names_dataset(a.data, seed=seed)
         examples = load_names_or_default(a.data)
@@ -219,6 +187,8 @@ def _checked_flags(a: argparse.Namespace) -> dict[str, Any]:
         return pick
     skipgram.reject_skipgram_flags(a)
     _check_torch_kernel(a)
+    if a.task == "imdb":
+        text_config(a)  # TextConfig's own checks (--padding left needs --no-mask, ...)
     if a.bucket_chunk is None and pick["sampler"] == "random":
         pick["bucket_chunk"] = 0  # the task's bucketing default needs shuffled passes, not random draws
     check_train_flags(a, pick, TASK_DEFAULTS[a.task])
@@ -247,6 +217,8 @@ def cmd_train(a: argparse.Namespace) -> int:
         if pick["eval_every"] is None:  # once per epoch: validation at epoch ends only
             pick["eval_every"] = math.ceil(len(data.train) / pick["batch_size"])
         train_cfg = embedded.train_config(train_config(a, pick, pick["eval_every"], TASK_DEFAULTS[a.task]))
+        train_cfg = dataclasses.replace(train_cfg, class_weights=class_weights(
+            data.train.labels, a.class_weights or "none", data.num_classes))
         _stderr(f"data: {data.source}: {len(data.train)} train / {len(data.val)} val / {len(data.test)} test, "
                 f"{data.num_classes} labels, {len(data.vocab)} tokens")
         if data.text is not None:
@@ -262,7 +234,7 @@ def cmd_train(a: argparse.Namespace) -> int:
             result = fit(backend, model_cfg, train_cfg, data, progress=not a.no_progress,
                          multiple=pick["bucket"], bucket_chunk=pick["bucket_chunk"], log=_stderr, run_info=info,
                          keep_best=pick["keep_best"], folder=folder, checkpoint_every=a.checkpoint_every,
-                         split=split, initial=embedded.initial)
+                         split=split, initial=embedded.initial, select=a.select or "top1")
     finally:
         folder.close()
     print(strict_json({"backend": backend.name, "train_seconds": round(result.seconds, 1), "steps": result.steps,
@@ -407,7 +379,9 @@ def cmd_predict(a: argparse.Namespace) -> int:
             warnings.warn(f"{n!r}: {unknown} {what} not in the vocabulary, read as <unk>", stacklevel=1)
     backend = get_backend(a.backend)
     model = _load_model(backend, ckpt, a.dtype)
-    probs = softmax(backend.logits(model, pad(seqs, np.zeros(len(seqs), np.int32))))
+    text = ckpt.text
+    unmasked = {} if text is None or text.mask else {"time": text.max_len, "mask": False, "side": text.pad_side}
+    probs = softmax(backend.logits(model, pad(seqs, np.zeros(len(seqs), np.int32), **unmasked)))
     top_n = a.top if a.top is not None else (3 if task == "names" else 1)
     if not 1 <= top_n <= len(ckpt.labels):
         raise SeqbatchError(f"--top {top_n}: give 1 to {len(ckpt.labels)} (the checkpoint's number of labels)")

@@ -30,7 +30,10 @@ TASK_KINDS: dict[str, str] = {"charlm": "lm"}
 LM_FLAGS: dict[str, str] = {"seq_length": "--seq-length", "lm_batching": "--lm-batching", "doc_unit": "--doc-unit",
                             "time_limit": "--time-limit"}
 # Classifier flags a language model has no use for.
-NOT_LM: dict[str, str] = {"bidirectional": "--bidirectional", "sampler": "--sampler", "torch_kernel": "--torch-kernel",
+NOT_LM: dict[str, str] = {
+    "class_weights": "--class-weights", "select": "--select",
+    "padding": "--padding", "no_mask": "--no-mask",
+    "bidirectional": "--bidirectional", "sampler": "--sampler", "torch_kernel": "--torch-kernel",
                           "level": "--level", "max_len": "--max-len", "truncate": "--truncate",
                           "min_freq": "--min-freq", "max_vocab": "--max-vocab", "stop_words": "--stop-words",
                           "keep_case": "--keep-case", "max_train": "--max-train", "max_test": "--max-test"}

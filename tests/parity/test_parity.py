@@ -14,7 +14,7 @@ from shared.config import ModelConfig
 from shared.layout import parameter_shapes
 
 GRID = grid("float32")
-SHORT = ("equal", "ragged", "single")
+SHORT = ("equal", "ragged", "single", "unmasked")
 DIRECTIONS = ("torch->jax", "jax->torch(file)")
 
 

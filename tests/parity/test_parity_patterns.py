@@ -70,8 +70,9 @@ def test_long_one_hot_sequences_agree(cell: str, assert_parity: Any) -> None:
 def test_float64_agrees_to_1e_10(cell: str, embed: int | None, assert_parity: Any) -> None:
     cfg = config(cell, embed, "float64", layers=1)
     with backend_settings("cpu", "float64"):
-        batches = {p: b for p, b in pattern_batches(cfg).items() if p in ("equal", "ragged", "single")}
+        batches = {p: b for p, b in pattern_batches(cfg).items() if p in ("equal", "ragged", "single", "unmasked")}
         result = H.check(cfg, batches, steps=0, fast=True)
+    assert any(c.case.startswith("unmasked ") for c in result.comparisons)
     assert H.OUTPUT_ABS_TOL["float64"] == 1e-10
     assert_parity(result.comparisons, label(cfg))
     # float64 is not float32 in disguise: the logits agree far beyond float32's resolution.
@@ -111,3 +112,16 @@ def test_real_reviews_agree(truncate: str, assert_parity: Any) -> None:
     result = H.check(cfg, {f"reviews-{truncate}": batch}, steps=0, fast=True)
     assert {c.quantity for c in result.comparisons} >= {"logits", "losses", "loss", "grad"}
     assert_parity(result.comparisons, f"real reviews, truncate {truncate}")
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_unmasked_left_padded_training_agrees(cell: str, assert_parity: Any) -> None:
+    """The padding study's unmasked model (`--no-mask --padding left`): 10 steps of every optimizer
+    variant on left-padded batches read whole, compared step by step."""
+    cfg = config(cell, 8)
+    rng = np.random.default_rng(5)
+    train = [H.pattern_batch(cfg, "unmasked", rng) for _ in range(10)]
+    assert all((b.lengths == b.tokens.shape[1]).all() and (b.tokens[:, 0] == 0).any() for b in train)
+    result = H.check(cfg, {"unmasked": train[0]}, train_batches=train, fast=True)
+    assert result.trajectory_steps == 10
+    assert_parity(result.comparisons, f"{label(cfg)} unmasked")

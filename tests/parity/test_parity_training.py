@@ -60,4 +60,6 @@ def test_backend_contract_agrees(assert_parity: Any) -> None:
     found = check_contract(cfg, batch, steps=3, variants=variants)
     assert {c.quantity for c in found} == {"api.logits", "api.losses", "api.loss", "api.grad", "api.traj_loss",
                                            "api.traj_weights"}
+    # The class-weighted loss runs through both real train steps too (shared/imbalance.py).
+    assert {c.case for c in found if c.quantity == "api.traj_loss"} == {"sgd+clip", "adam", "adam+class_weights"}
     assert_parity(found, "backend contract")
