@@ -91,7 +91,7 @@ class TextConfig:
             raise SeqbatchError(f"pad_side must be right or left, got {self.pad_side!r}")
         if self.pad_side == "left" and self.mask:
             raise SeqbatchError("left padding only matters without the mask: a masked model reads the real tokens "
-                                "wherever they sit (give --no-mask with --padding left)")
+                                "wherever they sit (the unmasked left layout, --padding left, has mask false)")
         if not self.mask and self.max_len is None:
             raise SeqbatchError("an unmasked model pads every review to max_len: give a max_len")
         if self.min_freq < 1:

@@ -1,8 +1,8 @@
-"""The padding study's unmasked layouts (issue 14, study 2): `--no-mask` pads every review to
---max-len and the model reads the padding; `--padding left` puts it in front (the lesson's
-recipe). What a user relies on: the batch is laid out as described, the layout travels in the
-checkpoint (eval and predict read the same way), the model really reads the padding, and the
-combinations that mean nothing are refused before any work."""
+"""The padding study's unmasked layouts (issue 14, study 2): `--padding right` pads every review
+to --max-len and the model reads the padding; `--padding left` puts it in front (the lesson's
+recipe); `--padding masked` is the default model. What a user relies on: the batch is laid out as
+described, the layout travels in the checkpoint (eval and predict read the same way), the model
+really reads the padding, and the combinations that mean nothing are refused before any work."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def test_right_padding_without_a_mask_reads_the_padding_after_the_review() -> No
 def test_left_padding_with_a_mask_is_refused() -> None:
     with pytest.raises(SeqbatchError, match="left padding needs mask=False"):
         pad(SEQS, [0, 1], mask=True, side="left")
-    with pytest.raises(SeqbatchError, match="--no-mask with --padding left"):
+    with pytest.raises(SeqbatchError, match="--padding left, has mask false"):
         TextConfig(pad_side="left")
     with pytest.raises(SeqbatchError, match="give a max_len"):
         TextConfig(mask=False, max_len=None)
@@ -69,7 +69,7 @@ def test_the_three_layouts_give_three_models(name: str) -> None:
 @pytest.fixture(scope="module")
 def left_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("left") / "run"
-    assert main(["train", *TINY, "--no-mask", "--padding", "left", "--out", str(out)]) == 0
+    assert main(["train", *TINY, "--padding", "left", "--out", str(out)]) == 0
     return out
 
 
@@ -114,8 +114,8 @@ def test_predict_reads_an_unmasked_checkpoint_the_way_it_was_trained(left_run: P
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--padding", "left"], "--no-mask with --padding left"),
-    (["--no-mask", "--max-len", "0"], "give a max_len"),
+    (["--padding", "right", "--max-len", "0"], "give a max_len"),
+    (["--padding", "left", "--max-len", "0"], "give a max_len"),
 ])
 def test_meaningless_combinations_fail_before_the_run_folder(argv: list[str], message: str, tmp_path: Path,
                                                              capsys: pytest.CaptureFixture[str]) -> None:
@@ -127,6 +127,17 @@ def test_meaningless_combinations_fail_before_the_run_folder(argv: list[str], me
 
 def test_names_refuse_the_text_layout_flags(tiny_names_dir: Path, tmp_path: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["train", "--data", str(tiny_names_dir), "--no-mask", "--steps", "2", "--no-progress",
+    code = main(["train", "--data", str(tiny_names_dir), "--padding", "left", "--steps", "2", "--no-progress",
                  "--out", str(tmp_path / "r")])
-    assert code == 2 and "--no-mask" in capsys.readouterr().err
+    assert code == 2 and "--padding" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("padding, mask, side", [("masked", True, "right"), ("right", False, "right"),
+                                                 ("left", False, "left")])
+def test_each_padding_flag_value_reaches_the_text_config(padding: str, mask: bool, side: str) -> None:
+    from shared.cli import build_parser
+    from shared.cli.textflags import text_config
+
+    a = build_parser().parse_args(["train", "--task", "imdb", "--padding", padding])
+    cfg = text_config(a)
+    assert (cfg.mask, cfg.pad_side) == (mask, side)

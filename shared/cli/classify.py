@@ -188,7 +188,7 @@ def _checked_flags(a: argparse.Namespace) -> dict[str, Any]:
     skipgram.reject_skipgram_flags(a)
     _check_torch_kernel(a)
     if a.task == "imdb":
-        text_config(a)  # TextConfig's own checks (--padding left needs --no-mask, ...)
+        text_config(a)  # TextConfig's own checks (--padding right|left need a --max-len, ...)
     if a.bucket_chunk is None and pick["sampler"] == "random":
         pick["bucket_chunk"] = 0  # the task's bucketing default needs shuffled passes, not random draws
     check_train_flags(a, pick, TASK_DEFAULTS[a.task])

@@ -8,12 +8,13 @@ import argparse
 from shared.errors import SeqbatchError
 from shared.text import TextConfig
 
-__all__ = ["TEXT_FLAGS", "add_text_args", "reject_text_flags", "text_config"]
+__all__ = ["PADDINGS", "TEXT_FLAGS", "add_text_args", "reject_text_flags", "text_config"]
 
 TEXT_FLAGS: dict[str, str] = {"level": "--level", "max_len": "--max-len", "truncate": "--truncate",
                               "min_freq": "--min-freq", "max_vocab": "--max-vocab", "stop_words": "--stop-words",
                               "keep_case": "--keep-case", "max_train": "--max-train", "max_test": "--max-test",
-                              "padding": "--padding", "no_mask": "--no-mask"}
+                              "padding": "--padding"}
+PADDINGS: tuple[str, ...] = ("masked", "right", "left")
 
 
 def add_text_args(p: argparse.ArgumentParser) -> None:
@@ -37,12 +38,11 @@ def add_text_args(p: argparse.ArgumentParser) -> None:
                         "train/validation split); default: all")
     g.add_argument("--max-test", type=int, default=None,
                    help="evaluate on a stratified sample of N test reviews; default: all")
-    g.add_argument("--no-mask", action="store_true",
-                   help="the padding study's unmasked model: pad every review to --max-len and let the RNN read the "
-                        "padding (no mask, no packing), the head on the last padded step (default: masked)")
-    g.add_argument("--padding", choices=("right", "left"), default=None,
-                   help="with --no-mask, where the padding goes: right (after the review) or left (before it, the "
-                        "lesson's features[i, -len(row):] recipe) (default right)")
+    g.add_argument("--padding", choices=PADDINGS, default=None,
+                   help="masked: padding after the review, never read (mask and packing; the default); right: "
+                        "every review padded to --max-len after its tokens and the RNN reads the padding, the head "
+                        "on the last padded step (no mask, no packing); left: the same with the padding in front "
+                        "(the lesson's features[i, -len(row):] recipe). right and left are the padding study's")
 
 
 def text_config(a: argparse.Namespace) -> TextConfig:
@@ -53,7 +53,7 @@ def text_config(a: argparse.Namespace) -> TextConfig:
         max_len=base.max_len if a.max_len is None else (a.max_len or None),
         truncate=a.truncate or base.truncate, min_freq=base.min_freq if a.min_freq is None else a.min_freq,
         max_vocab=base.max_vocab if a.max_vocab is None else (a.max_vocab or None),
-        mask=not a.no_mask, pad_side=a.padding or base.pad_side,
+        mask=(a.padding or "masked") == "masked", pad_side="left" if a.padding == "left" else "right",
     )
 
 

@@ -116,7 +116,7 @@ def test_real_reviews_agree(truncate: str, assert_parity: Any) -> None:
 
 @pytest.mark.parametrize("cell", CELLS)
 def test_unmasked_left_padded_training_agrees(cell: str, assert_parity: Any) -> None:
-    """The padding study's unmasked model (`--no-mask --padding left`): 10 steps of every optimizer
+    """The padding study's unmasked model (`--padding left`): 10 steps of every optimizer
     variant on left-padded batches read whole, compared step by step."""
     cfg = config(cell, 8)
     rng = np.random.default_rng(5)
