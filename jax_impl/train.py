@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jax_impl import cudnn
+from jax_impl import cudnn, parallel
 from jax_impl.models import Model, Params, batch_losses
 from jax_impl.models.common import _flatten, _nest
 from shared.batching import Batch
@@ -75,6 +75,7 @@ class TrainState:
     step: int = 0
     kernel: str = "scan"
     frozen: Any = False  # device bool: a bad step came with on_nan="stop" (shared/guard.py)
+    mesh: Any = None  # TrainConfig.devices > 1: the data-parallel mesh (jax_impl/parallel.py)
 
 
 def guard(cfg: TrainConfig, loss: jax.Array, grad_norm: jax.Array, frozen: Any, new: Any, old: Any
@@ -151,7 +152,11 @@ def train_state(model: Model, cfg: TrainConfig, *, kernel: str = "scan") -> Trai
     params = jax.tree.map(jnp.array, model.params)
     key = jax.random.key(cfg.seed)
     opt_state = make_optimizer(cfg).init(partition(params, cfg.freeze)[0])
-    return TrainState(Model(model.cfg, params), opt_state, key, cfg, kernel=kernel, frozen=jnp.zeros((), bool))
+    frozen, mesh = jnp.zeros((), bool), None
+    if cfg.devices > 1:  # data parallel: everything but the batch replicated over the mesh
+        mesh = parallel.data_mesh(cfg.devices)
+        params, opt_state, key, frozen = parallel.replicate(mesh, (params, opt_state, key, frozen))
+    return TrainState(Model(model.cfg, params), opt_state, key, cfg, kernel=kernel, frozen=frozen, mesh=mesh)
 
 
 def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, dict[str, Any]]:
@@ -159,9 +164,11 @@ def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, dict[str, A
     before clipping, `ok` (False: a bad step, not applied; shared/guard.py). Dispatch is
     asynchronous: reading a metric waits for the step."""
     fn = _compiled_step(state.model.cfg, state.cfg, state.kernel)
-    params, opt_state, key, frozen, metrics = fn(
-        state.model.params, state.opt_state, state.key, state.frozen, batch.tokens, batch.lengths, batch.labels
-    )
+    inputs = (batch.tokens, batch.lengths, batch.labels)
+    if state.mesh is not None:
+        inputs = parallel.shard_batch(state.mesh, *inputs)
+    params, opt_state, key, frozen, metrics = fn(state.model.params, state.opt_state, state.key, state.frozen,
+                                                 *inputs)
     new = dataclasses.replace(state, model=Model(state.model.cfg, params), opt_state=opt_state, key=key,
                               frozen=frozen)
     return dataclasses.replace(new, step=state.step + 1), metrics

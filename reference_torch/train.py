@@ -51,6 +51,9 @@ def freeze(model: SequenceClassifier, names: tuple[str, ...]) -> None:
 
 
 def train_state(model: SequenceClassifier, cfg: TrainConfig) -> TrainState:
+    if cfg.devices > 1:
+        raise SeqbatchError(f"devices={cfg.devices}: the torch backend trains on one device per process "
+                            "(multi-device torch is DistributedDataParallel over processes, not built yet)")
     freeze(model, cfg.freeze)
     torch.manual_seed(cfg.seed)  # dropout masks
     if _device(model).type == "cpu":

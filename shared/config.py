@@ -182,6 +182,9 @@ class TrainConfig:
     # Per-class loss weights (shared/imbalance.py), () for none: the loss is torch's weighted mean
     # sum w[y] * ce / sum w[y] over the batch, on both backends.
     class_weights: tuple[float, ...] = ()
+    # Data parallel in one program (JAX, the classifier): the batch axis sharded over this many
+    # devices (jax_impl/parallel.py); the model and every figure stay those of one device.
+    devices: int = 1
 
     def __post_init__(self) -> None:
         if self.init not in ("library", "shared"):
@@ -206,6 +209,8 @@ class TrainConfig:
         if not all(math.isfinite(w) and w > 0 for w in weights):
             raise SeqbatchError(f"class_weights must be > 0 (finite), got {self.class_weights!r}")
         object.__setattr__(self, "class_weights", weights)
+        if not isinstance(self.devices, int) or self.devices < 1:
+            raise SeqbatchError(f"devices must be an int >= 1, got {self.devices!r}")
         if self.clip_norm is not None and not (math.isfinite(self.clip_norm) and self.clip_norm > 0):
             raise SeqbatchError(f"clip_norm must be > 0, got {self.clip_norm} (a finite number)")
         if self.on_nan not in ("stop", "skip"):

@@ -23,6 +23,8 @@ each global batch of B examples is cut into `world` disjoint shards, one per ran
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Iterator
 
 import numpy as np
@@ -31,7 +33,7 @@ from jaxtyping import Int
 from shared.batching import Sampler
 from shared.errors import SeqbatchError
 
-__all__ = ["ShardedSampler", "check_world", "deal", "loss_scale"]
+__all__ = ["ShardedSampler", "check_world", "deal", "loss_scale", "request_host_devices"]
 
 
 def check_world(world: int, batch_size: int) -> None:
@@ -91,3 +93,28 @@ class ShardedSampler:
                 self.dropped += 1
                 continue
             yield deal(batch, self.sampler.labels, self.world)[self.rank], len(batch)
+
+
+HOST_DEVICES_FLAG = "--xla_force_host_platform_device_count"
+
+
+def request_host_devices(n: int) -> None:
+    """Ask XLA for `n` CPU devices (JAX's host platform), before JAX starts: XLA reads XLA_FLAGS
+    once, when its first backend is made. A count already in XLA_FLAGS is replaced. Later, the
+    JAX backend checks that it sees enough devices (jax_impl/parallel.py `data_mesh`)."""
+    if n < 1:
+        raise SeqbatchError(f"--devices must be >= 1, got {n}")
+    if n == 1 or ("jax" in sys.modules and _jax_started()):
+        return
+    flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if not f.startswith(HOST_DEVICES_FLAG)]
+    os.environ["XLA_FLAGS"] = " ".join([*flags, f"{HOST_DEVICES_FLAG}={n}"])
+
+
+def _jax_started() -> bool:
+    """Whether JAX has made its backends already (after which XLA_FLAGS no longer counts)."""
+    try:
+        from jax._src import xla_bridge
+
+        return bool(xla_bridge._backends)
+    except (ImportError, AttributeError):  # a JAX without that module: assume it started
+        return True

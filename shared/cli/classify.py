@@ -32,6 +32,7 @@ from shared.cli.runflags import add_run_args, check_train_flags, open_run, recor
 from shared.cli.textflags import add_text_args, reject_text_flags, text_config
 from shared.config import CELLS, ModelConfig, check_seed
 from shared.dataset import Dataset, encode_splits, imdb_dataset, name_chars, names_dataset
+from shared.distributed import request_host_devices
 from shared.errors import SeqbatchError
 from shared.imbalance import CLASS_WEIGHTS, class_weights
 from shared.metrics import SELECT, confusion, softmax
@@ -138,6 +139,10 @@ def add_train(sub: Any) -> None:
     p.add_argument("--select", choices=SELECT, default=None,
                    help="what --keep-best maximises on validation: top1 or balanced_accuracy (names and imdb; "
                         "default top1)")
+    p.add_argument("--devices", type=int, default=None,
+                   help="jax, names and imdb: data parallel in one program, each batch sharded over N devices "
+                        "(on a CPU, N host devices made before JAX starts); the same model as one device "
+                        "(default 1)")
     p.add_argument("--seed", type=int, default=0, help="seed for init, split and sampling, in [0, 2**32) (default 0)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_run_args(p)
@@ -187,6 +192,9 @@ def _checked_flags(a: argparse.Namespace) -> dict[str, Any]:
         return pick
     skipgram.reject_skipgram_flags(a)
     _check_torch_kernel(a)
+    if a.devices is not None and (a.devices < 1 or (a.devices > 1 and a.backend != "jax")):
+        raise SeqbatchError(f"--devices {a.devices}: give N >= 1; N > 1 is the jax backend's data parallel "
+                            "(torch's, DistributedDataParallel over processes, is not built yet)")
     if a.task == "imdb":
         text_config(a)  # TextConfig's own checks (--padding right|left need a --max-len, ...)
     if a.bucket_chunk is None and pick["sampler"] == "random":
@@ -206,6 +214,7 @@ def cmd_train(a: argparse.Namespace) -> int:
         own = {"lm": lm, "skipgram": skipgram, "mlp": tabular}.get(TASK_KINDS[a.task])
         if own is not None:  # another kind's task: its module trains it
             return own.cmd_train(a, pick, TASK_DEFAULTS[a.task], folder)
+        request_host_devices(a.devices or 1)  # before JAX starts
         backend = get_backend(a.backend)
         data = load_task_data(a.task, a, a.seed)
         embedded = embeddings.prepare(a, data.vocab, _stderr)  # vectors read before any log line
@@ -217,7 +226,7 @@ def cmd_train(a: argparse.Namespace) -> int:
         if pick["eval_every"] is None:  # once per epoch: validation at epoch ends only
             pick["eval_every"] = math.ceil(len(data.train) / pick["batch_size"])
         train_cfg = embedded.train_config(train_config(a, pick, pick["eval_every"], TASK_DEFAULTS[a.task]))
-        train_cfg = dataclasses.replace(train_cfg, class_weights=class_weights(
+        train_cfg = dataclasses.replace(train_cfg, devices=a.devices or 1, class_weights=class_weights(
             data.train.labels, a.class_weights or "none", data.num_classes))
         _stderr(f"data: {data.source}: {len(data.train)} train / {len(data.val)} val / {len(data.test)} test, "
                 f"{data.num_classes} labels, {len(data.vocab)} tokens")

@@ -1,0 +1,112 @@
+"""Data-parallel equivalence (issue 15, item 4), for JAX on N devices of one program:
+`python -m parity.data_parallel --devices 2 [--dtype float32|float64] [--json OUT]`.
+
+A data-parallel step over N shards must be the single-device step on the same global batch. For
+each case (names-shaped one-hot batches, IMDB-shaped embedding batches, an odd-sized last batch
+that does not shard evenly) this compares, single device against the mesh: the loss and every
+gradient (fp32 within 1e-6 relative, fp64 within 1e-12), and every step's loss and the final weights
+of 20 SGD and 20 Adam steps (within 1e-5 relative in fp32). On a CPU the devices are host devices:
+the command sets `--xla_force_host_platform_device_count` before JAX starts, so run it as its own
+process (tests/parity/test_data_parallel.py does). Exit 0 when every comparison passes, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from shared.batching import Batch
+from shared.config import ModelConfig, TrainConfig
+from shared.distributed import request_host_devices
+
+STEPS = 20
+GRAD_REL_TOL = {"float32": 1e-6, "float64": 1e-12}
+WEIGHT_REL_TOL = {"float32": 1e-5, "float64": 1e-10}
+VARIANTS = {"sgd": TrainConfig(optimizer="sgd", lr=0.05, momentum=0.9, batch_size=8, steps=STEPS),
+            "adam": TrainConfig(optimizer="adam", lr=0.01, batch_size=8, steps=STEPS)}
+
+
+def cases(dtype: str) -> dict[str, tuple[ModelConfig, list[Batch]]]:
+    """Configs and the batches each trains on: names-like (one-hot, ragged, T 16), IMDB-like
+    (embedding, bidirectional, reviews cut to 400), and 7-example batches (no even split on 2)."""
+    from parity import harness as H
+
+    names = ModelConfig(20, 5, cell="lstm", hidden_size=12, dtype=dtype)  # type: ignore[arg-type]
+    imdb = ModelConfig(50, 2, cell="gru", bidirectional=True, hidden_size=8, embed_dim=6,
+                       dtype=dtype)  # type: ignore[arg-type]
+    rng = np.random.default_rng(0)
+    odd = [H.pattern_batch(names, "ragged", rng) for _ in range(STEPS)]
+    odd = [dataclasses.replace(b, tokens=b.tokens[:7], lengths=b.lengths[:7], labels=b.labels[:7]) for b in odd]
+    return {"names": (names, [H.pattern_batch(names, "ragged", rng) for _ in range(STEPS)]),
+            "imdb": (imdb, [H.pattern_batch(imdb, "imdb_front", rng) for _ in range(STEPS)]),
+            "uneven": (names, odd)}
+
+
+def check(devices: int, dtype: str) -> list[Any]:
+    """Every comparison, single device (first) against `devices` devices (second)."""
+    import jax
+
+    from jax_impl import parallel
+    from jax_impl.models.classifier import _gradients
+    from jax_impl.train import train_state, train_step
+    from parity import harness as H
+    from parity.harness_cli import jax_settings
+    from shared.backend import get_backend
+
+    jb = get_backend("jax")
+    found = []
+    with jax_settings("cpu", dtype):
+        mesh = parallel.data_mesh(devices)
+        for case, (cfg, batches) in cases(dtype).items():
+            model = jb.init(cfg, 0)
+            b = batches[0]
+            one = _gradients(cfg, model.params, b.tokens, b.lengths, b.labels)
+            many = _gradients(cfg, parallel.replicate(mesh, model.params),
+                              *parallel.shard_batch(mesh, b.tokens, b.lengths, b.labels))
+            flat_one, flat_many = jax.tree_util.tree_leaves_with_path(one), jax.tree.leaves(many)
+            found += [H.compare("dp.grad", case, jax.tree_util.keystr(path), np.asarray(g1), np.asarray(g2),
+                                GRAD_REL_TOL[dtype], "rel") for (path, g1), g2 in zip(flat_one, flat_many, strict=True)]
+            for name, tc in VARIANTS.items():
+                states = [train_state(model, tc), train_state(model, dataclasses.replace(tc, devices=devices))]
+                losses: list[list[float]] = [[], []]
+                for batch in batches:
+                    for i, s in enumerate(states):
+                        states[i], metrics = train_step(s, batch)
+                        losses[i].append(float(metrics["loss"]))
+                found.append(H.compare("dp.loss", f"{case} {name}", "", losses[0], losses[1], GRAD_REL_TOL[dtype],
+                                       "rel", elementwise=True))
+                final = [jb.to_params(s.model) for s in states]
+                found += [H.compare("dp.weights", f"{case} {name}", k, v, final[1][k], WEIGHT_REL_TOL[dtype], "rel")
+                          for k, v in final[0].items()]
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m parity.data_parallel", description=__doc__.split("\n\n")[0])
+    p.add_argument("--devices", type=int, default=2, help="devices of the data-parallel mesh (default 2)")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="parameter dtype")
+    p.add_argument("--json", type=Path, default=None, help="also write every comparison here")
+    a = p.parse_args(argv)
+    request_host_devices(a.devices)  # before JAX starts
+    found = check(a.devices, a.dtype)
+    failed = [c for c in found if not c.passed]
+    worst: dict[str, Any] = {}
+    for c in found:
+        if c.quantity not in worst or c.value > worst[c.quantity].value:
+            worst[c.quantity] = c
+    for q, c in sorted(worst.items()):
+        print(f"{q:11s} worst {c.on} {c.value:.3g} (tolerance {c.tol:g}) at {c.where}")
+    print(f"{len(found) - len(failed)} of {len(found)} comparisons pass ({a.devices} devices, {a.dtype})")
+    if a.json is not None:
+        a.json.write_text(json.dumps([dataclasses.asdict(c) for c in found], indent=1) + "\n")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

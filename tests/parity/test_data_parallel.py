@@ -1,0 +1,75 @@
+"""JAX data parallel over 2 host devices (issue 15): the mesh step equals the single-device step
+(parity/data_parallel.py, run as its own process because XLA reads the device count once), and
+`seqbatch train --devices 2` gives the single-device run's model."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from shared.distributed import HOST_DEVICES_FLAG, request_host_devices
+from shared.errors import SeqbatchError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def fresh(*argv: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env["SEQBATCH_TORCH_DEVICE"] = "cpu"
+    return subprocess.run([sys.executable, *argv], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=timeout, check=False)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_the_two_device_step_is_the_single_device_step(dtype: str, tmp_path: Path) -> None:
+    out = tmp_path / "dp.json"
+    done = fresh("-m", "parity.data_parallel", "--devices", "2", "--dtype", dtype, "--json", str(out))
+    assert done.returncode == 0, done.stdout + done.stderr
+    found = json.loads(out.read_text())
+    cases = {c["case"] for c in found}
+    assert {"names sgd", "names adam", "imdb adam", "uneven sgd"} <= cases
+    assert {c["quantity"] for c in found} == {"dp.grad", "dp.loss", "dp.weights"}
+    # Really two devices: the all-reduce sums in another order, so some figure differs in the last bits.
+    assert any(c["max_abs"] > 0 for c in found)
+
+
+def test_train_with_two_devices_gives_the_single_device_model(tiny_names_dir: Path, tmp_path: Path) -> None:
+    flags = ["-m", "shared.cli", "train", "--backend", "jax", "--data", str(tiny_names_dir), "--hidden", "6",
+             "--embed-dim", "4", "--optimizer", "adam", "--lr", "0.01", "--batch-size", "8", "--steps", "12",
+             "--eval-every", "6", "--no-progress"]
+    runs = {}
+    for n in (1, 2):
+        done = fresh(*flags, "--devices", str(n), "--out", str(tmp_path / f"d{n}"))
+        assert done.returncode == 0, done.stderr
+        runs[n] = json.loads(done.stdout.strip().splitlines()[-1])
+    assert runs[1]["test"]["top1"] == runs[2]["test"]["top1"]
+    assert runs[2]["test"]["loss"] == pytest.approx(runs[1]["test"]["loss"], rel=1e-5)
+    config = json.loads((tmp_path / "d2" / "config.json").read_text())
+    assert config["train"]["devices"] == 2
+
+
+def test_the_device_count_is_asked_for_before_jax_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XLA_FLAGS", f"--xla_cpu_multi_thread_eigen=false {HOST_DEVICES_FLAG}=5")
+    monkeypatch.setattr("shared.distributed._jax_started", lambda: False)
+    request_host_devices(3)
+    assert os.environ["XLA_FLAGS"] == f"--xla_cpu_multi_thread_eigen=false {HOST_DEVICES_FLAG}=3"
+    with pytest.raises(SeqbatchError, match="--devices must be >= 1"):
+        request_host_devices(0)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--backend", "torch", "--devices", "2"], "--devices 2"),
+    (["--backend", "jax", "--devices", "0"], "--devices 0"),
+    (["--backend", "jax", "--devices", "64"], "CPU cores"),
+])
+def test_bad_device_requests_are_one_line_errors(argv: list[str], message: str, tiny_names_dir: Path,
+                                                 tmp_path: Path) -> None:
+    done = fresh("-m", "shared.cli", "train", "--data", str(tiny_names_dir), "--steps", "2", "--no-progress",
+                 *argv, "--out", str(tmp_path / "r"))
+    err = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and err[-1].startswith("seqbatch: error:") and message in err[-1], done.stderr
