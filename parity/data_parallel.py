@@ -1,5 +1,7 @@
-"""Data-parallel equivalence (issue 15, item 4), for JAX on N devices of one program:
-`python -m parity.data_parallel --devices 2 [--dtype float32|float64] [--json OUT]`.
+"""Data-parallel equivalence (issue 15, item 4), for JAX on N devices of one program,
+`python -m parity.data_parallel --devices 2 [--dtype float32|float64] [--json OUT]`, and for torch
+DistributedDataParallel over processes, `python -m torch.distributed.run --standalone
+--nproc-per-node 2 -m parity.data_parallel --backend torch [--dtype ...] [--json OUT]`.
 
 A data-parallel step over N shards must be the single-device step on the same global batch. For
 each case (names-shaped one-hot batches, IMDB-shaped embedding batches, an odd-sized last batch
@@ -23,7 +25,7 @@ import numpy as np
 
 from shared.batching import Batch
 from shared.config import ModelConfig, TrainConfig
-from shared.distributed import request_host_devices
+from shared.distributed import request_host_devices, world_size_from_env
 
 STEPS = 20
 GRAD_REL_TOL = {"float32": 1e-6, "float64": 1e-12}
@@ -87,14 +89,90 @@ def check(devices: int, dtype: str) -> list[Any]:
     return found
 
 
+def shard(batch: Batch, rank: int, world: int) -> Batch:
+    """Rank `rank`'s share of a global batch (shared/distributed.py `deal`), marked with the global size."""
+    from shared.distributed import deal
+
+    idx = deal(np.arange(len(batch)), batch.labels, world)[rank]
+    return Batch(batch.tokens[idx], batch.lengths[idx], batch.labels[idx], global_size=len(batch))
+
+
+def check_torch(dtype: str) -> list[Any]:
+    """Under a launcher (WORLD_SIZE ranks): DistributedDataParallel on each rank's shard against one
+    model on the whole batch, computed on rank 0 beside it. Every rank runs the DDP side; rank 0
+    returns the comparisons, the others []."""
+    import torch
+    import torch.nn.functional as F
+
+    from parity import harness as H
+    from reference_torch import parallel
+    from reference_torch.train import train_state, train_step
+    from shared.backend import get_backend
+
+    world = parallel.init_world()
+    if world is None:
+        raise SystemExit("run under torchrun: python -m torch.distributed.run --nproc-per-node 2 "
+                         "-m parity.data_parallel --backend torch")
+    tb = get_backend("torch")
+    found = []
+    torch.set_num_threads(1)
+    for case, (cfg, batches) in cases(dtype).items():
+        model = tb.init(cfg, 0)
+        b = batches[0]
+        ddp = parallel.wrap(model)
+        part = shard(b, world.rank, world.size)
+        out = ddp(torch.as_tensor(part.tokens), torch.as_tensor(part.lengths))
+        loss = F.cross_entropy(out, torch.as_tensor(part.labels).long()) * (len(part) / len(b)) * world.size
+        loss.backward()
+        many = {n: p.grad.detach().numpy().copy() for n, p in model.named_parameters()}
+        if world.main:
+            single = tb.from_params(cfg, tb.to_params(model))
+            one = tb.gradients(single, b)
+            found += [H.compare("dp.grad", case, n, g, many[n], GRAD_REL_TOL[dtype], "rel") for n, g in one.items()]
+        for name, tc in VARIANTS.items():
+            start = tb.to_params(tb.init(cfg, 1))
+            state = train_state(tb.from_params(cfg, start), tc)  # DDP: a process group runs
+            reference = train_state(tb.from_params(cfg, start), tc, ddp=False) if world.main else None
+            losses: list[list[float]] = [[], []]
+            for batch in batches:
+                state, metrics = train_step(state, shard(batch, world.rank, world.size))
+                losses[1].append(float(metrics["loss"]))
+                if reference is not None:
+                    reference, ref_metrics = train_step(reference, batch)
+                    losses[0].append(float(ref_metrics["loss"]))
+            if world.main:
+                found.append(H.compare("dp.loss", f"{case} {name}", "", losses[0], losses[1], GRAD_REL_TOL[dtype],
+                                       "rel", elementwise=True))
+                final = tb.to_params(state.model)
+                found += [H.compare("dp.weights", f"{case} {name}", k, v, final[k], WEIGHT_REL_TOL[dtype], "rel")
+                          for k, v in tb.to_params(reference.model).items()]
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m parity.data_parallel", description=__doc__.split("\n\n")[0])
     p.add_argument("--devices", type=int, default=2, help="devices of the data-parallel mesh (default 2)")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="parameter dtype")
     p.add_argument("--json", type=Path, default=None, help="also write every comparison here")
+    p.add_argument("--backend", choices=("jax", "torch"), default="jax",
+                   help="jax: one program over --devices host devices; torch: DistributedDataParallel, run under "
+                        "torchrun with one process per rank (default jax)")
     a = p.parse_args(argv)
-    request_host_devices(a.devices)  # before JAX starts
-    found = check(a.devices, a.dtype)
+    if a.backend == "torch":
+        import os
+
+        os.environ["SEQBATCH_TORCH_DEVICE"] = "cpu"
+        if a.dtype == "float64":
+            import torch
+
+            torch.set_default_dtype(torch.float64)
+        found = check_torch(a.dtype)
+        if not found:  # a rank other than 0: it took part, rank 0 reports
+            return 0
+        a.devices = world_size_from_env()
+    else:
+        request_host_devices(a.devices)  # before JAX starts
+        found = check(a.devices, a.dtype)
     failed = [c for c in found if not c.passed]
     worst: dict[str, Any] = {}
     for c in found:
@@ -102,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
             worst[c.quantity] = c
     for q, c in sorted(worst.items()):
         print(f"{q:11s} worst {c.on} {c.value:.3g} (tolerance {c.tol:g}) at {c.where}")
-    print(f"{len(found) - len(failed)} of {len(found)} comparisons pass ({a.devices} devices, {a.dtype})")
+    unit = "processes (torch DDP)" if a.backend == "torch" else "devices (jax)"
+    print(f"{len(found) - len(failed)} of {len(found)} comparisons pass ({a.devices} {unit}, {a.dtype})")
     if a.json is not None:
         a.json.write_text(json.dumps([dataclasses.asdict(c) for c in found], indent=1) + "\n")
     return 1 if failed else 0

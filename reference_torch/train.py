@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from reference_torch import parallel
 from reference_torch.models import SequenceClassifier
 from shared.batching import Batch
 from shared.config import TrainConfig
@@ -32,6 +33,7 @@ class TrainState:
     cfg: TrainConfig
     step: int = 0
     frozen: bool = False  # a bad step came with on_nan="stop": later steps do nothing (shared/guard.py)
+    ddp: torch.nn.Module | None = None  # data parallel over processes: `model` inside DDP (parallel.py)
 
 
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -50,7 +52,9 @@ def freeze(model: SequenceClassifier, names: tuple[str, ...]) -> None:
         p.requires_grad_(name not in names)
 
 
-def train_state(model: SequenceClassifier, cfg: TrainConfig) -> TrainState:
+def train_state(model: SequenceClassifier, cfg: TrainConfig, *, ddp: bool | None = None) -> TrainState:
+    """`ddp`: wrap the model in DistributedDataParallel; None: when a process group of 2 or more
+    ranks runs (reference_torch/parallel.py)."""
     if cfg.devices > 1:
         raise SeqbatchError(f"devices={cfg.devices}: the torch backend trains on one device per process "
                             "(multi-device torch is DistributedDataParallel over processes, not built yet)")
@@ -58,7 +62,12 @@ def train_state(model: SequenceClassifier, cfg: TrainConfig) -> TrainState:
     torch.manual_seed(cfg.seed)  # dropout masks
     if _device(model).type == "cpu":
         keep_freed_host_memory()
-    return TrainState(model, make_optimizer(model, cfg), cfg)
+    if ddp is None:
+        ddp = parallel.active()
+    if ddp and cfg.class_weights:
+        raise SeqbatchError("class weights with data parallel over processes are not built yet (the weighted "
+                            "mean needs the global sum of weights)")
+    return TrainState(model, make_optimizer(model, cfg), cfg, ddp=parallel.wrap(model) if ddp else None)
 
 
 def _device(model: torch.nn.Module) -> torch.device:
@@ -76,12 +85,13 @@ def rng_restore(device: torch.device, snap: tuple[torch.Tensor, torch.Tensor | N
         torch.cuda.set_rng_state(snap[1], device)
 
 
-def guarded_update(state: Any, loss: torch.Tensor, rng: tuple[torch.Tensor, torch.Tensor | None]) -> dict[str, Any]:
-    """Backward, clip, and apply the update only if the step is good (shared/guard.py); a bad step
-    puts the dropout RNG back as it was before the step. Returns the metrics."""
+def guarded_update(state: Any, loss: torch.Tensor, rng: tuple[torch.Tensor, torch.Tensor | None],
+                   objective: torch.Tensor | None = None) -> dict[str, Any]:
+    """Backward (of `objective`, default `loss`), clip, and apply the update only if the step is good
+    (shared/guard.py); a bad step puts the dropout RNG back as it was before the step. Returns the metrics."""
     model, cfg = state.model, state.cfg
     state.optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    (loss if objective is None else objective).backward()
     # clip_grad_norm_ scales by max_norm / (norm + 1e-6) when that is < 1; jax_impl copies it.
     max_norm = cfg.clip_norm if cfg.clip_norm is not None else float("inf")
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
@@ -111,11 +121,16 @@ def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, dict[str, A
     model.train()
     device = model.head.weight.device
     rng = rng_snapshot(device)
-    out = model(torch.as_tensor(batch.tokens, device=device), torch.as_tensor(batch.lengths))
+    out = (state.ddp or model)(torch.as_tensor(batch.tokens, device=device), torch.as_tensor(batch.lengths))
     labels = torch.as_tensor(batch.labels, device=device).long()
     weight = torch.tensor(state.cfg.class_weights, dtype=out.dtype, device=device) if state.cfg.class_weights else None
     loss = F.cross_entropy(out, labels, weight=weight)  # with weights: sum w[y] ce / sum w[y]
-    return state, guarded_update(state, loss, rng)
+    if state.ddp is None:
+        return state, guarded_update(state, loss, rng)
+    # This rank's share of the global batch's mean; DDP averages the gradients over the ranks, so the
+    # objective is scaled by the world size, and the reported loss is the sum of shares (global mean).
+    share = loss * (len(batch) / (batch.global_size or len(batch) * parallel.world()))
+    return state, guarded_update(state, parallel.all_reduce_sum(share), rng, share * parallel.world())
 
 
 def model_of(state: TrainState) -> SequenceClassifier:

@@ -27,6 +27,9 @@ class Batch:
     tokens: Int[np.ndarray, "batch time"]
     lengths: Int[np.ndarray, " batch"]
     labels: Int[np.ndarray, " batch"]
+    # Data parallel over processes (shared/distributed.py): this batch is one rank's shard of a global
+    # batch of `global_size` examples, and its loss is its share of the global batch's mean.
+    global_size: int | None = None
 
     def __len__(self) -> int:
         return int(self.tokens.shape[0])

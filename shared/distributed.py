@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import numpy as np
 from jaxtyping import Int
@@ -33,7 +34,43 @@ from jaxtyping import Int
 from shared.batching import Sampler
 from shared.errors import SeqbatchError
 
-__all__ = ["ShardedSampler", "check_world", "deal", "loss_scale", "request_host_devices"]
+__all__ = ["ShardedSampler", "World", "check_world", "deal", "loss_scale", "request_host_devices", "shard_of",
+           "world_size_from_env"]
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's place in a data-parallel run over processes, and the one collective the
+    training loop needs (the backend supplies it: reference_torch/parallel.py). Only rank 0 writes."""
+
+    rank: int
+    size: int
+    gather: Callable[[np.ndarray], list[np.ndarray]]  # every rank's array, in rank order, on every rank
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def gather_rows(self, local: np.ndarray, n: int) -> np.ndarray:
+        """The rows of an n-row array from each rank's `shard_of` part (rows rank, rank + size, ...)."""
+        parts = self.gather(local)
+        out = np.empty((n, *local.shape[1:]), local.dtype)
+        for r, part in enumerate(parts):
+            out[r :: self.size] = part
+        return out
+
+
+def world_size_from_env() -> int:
+    """WORLD_SIZE as a launcher (torchrun, `seqbatch train --procs`) sets it; 1 without one."""
+    value = os.environ.get("WORLD_SIZE", "1")
+    if not value.isdigit() or int(value) < 1:
+        raise SeqbatchError(f"WORLD_SIZE={value!r} is not a number of processes")
+    return int(value)
+
+
+def shard_of(n: int, rank: int, size: int) -> np.ndarray:
+    """The rows of an n-row split one rank evaluates: rank, rank + size, ..."""
+    return np.arange(rank, n, size)
 
 
 def check_world(world: int, batch_size: int) -> None:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from shared.backend import Backend
 from shared.batching import Sampler, batches_in_order, index_waste
 from shared.config import ModelConfig, TrainConfig
 from shared.dataset import Dataset, EncodedSplit
+from shared.distributed import ShardedSampler, World, shard_of
 from shared.errors import SeqbatchError
 from shared.loop import FitResult, RunLoop
 from shared.metrics import SELECT, classification_report, cross_entropy
@@ -43,9 +45,16 @@ def predict_logits(
     return result
 
 
-def evaluate(backend: Backend, model: Any, split: EncodedSplit, **kw: Any) -> tuple[dict[str, float | int], np.ndarray]:
-    """Metrics (top1, top2, balanced_accuracy, n, loss) and the logits they came from."""
-    logits = predict_logits(backend, model, split, **kw)
+def evaluate(backend: Backend, model: Any, split: EncodedSplit, *, world: World | None = None,
+             **kw: Any) -> tuple[dict[str, float | int], np.ndarray]:
+    """Metrics (top1, top2, balanced_accuracy, n, loss) and the logits they came from. With a
+    `world`, each rank predicts its shard of the split and the logits are gathered, so every rank
+    gets the whole split's logits and the metrics of one process."""
+    if world is None or world.size == 1:
+        logits = predict_logits(backend, model, split, **kw)
+    else:
+        local = predict_logits(backend, model, split.subset(shard_of(len(split), world.rank, world.size)), **kw)
+        logits = world.gather_rows(local, len(split))
     loss = float(cross_entropy(logits, split.labels).mean()) if len(split) else float("nan")
     return classification_report(logits, split.labels, loss=loss), logits
 
@@ -116,6 +125,7 @@ def fit(
     split: dict[str, Any] | None = None,
     initial: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] | None = None,
     select: str = "top1",
+    world: World | None = None,
 ) -> RunResult:
     """Train from a fresh seeded model (or resume a run folder); validate every `eval_every` steps
     and, with `epochs`, at each epoch's end; test once at the end.
@@ -133,19 +143,22 @@ def fit(
     balanced_accuracy; the earliest among equals) are the ones tested and saved: model selection on
     validation, never on test. `initial` maps the
     seeded init's named parameters to the ones a fresh run starts from (e.g. pre-trained embedding
-    rows, shared/init_embeddings.py); a resumed run restores its own and never calls it.
+    rows, shared/init_embeddings.py); a resumed run restores its own and never calls it. With a
+    `world` (data parallel over processes, shared/distributed.py), this process trains on its rank's
+    shard of each global batch, evaluates its shard of each split (gathered), and only rank 0 is
+    given a run folder.
     """
     with opened(folder, out_dir, mode, log) as run:
         return _fit(backend, model_cfg, train_cfg, data, run, progress=progress, multiple=multiple,
                     bucket_chunk=bucket_chunk, probe_size=probe_size, log=log, run_info=run_info, keep_best=keep_best,
-                    checkpoint_every=checkpoint_every, split=split, initial=initial, select=select)
+                    checkpoint_every=checkpoint_every, split=split, initial=initial, select=select, world=world)
 
 
 def _fit(
     backend: Backend, model_cfg: ModelConfig, train_cfg: TrainConfig, data: Dataset, folder: RunFolder | None, *,
     progress: bool, multiple: int, bucket_chunk: int, probe_size: int, log: Any, run_info: dict[str, Any] | None,
     keep_best: bool, checkpoint_every: int | None, split: dict[str, Any] | None,
-    initial: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] | None, select: str,
+    initial: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] | None, select: str, world: World | None,
 ) -> RunResult:
     if select not in SELECT:
         raise SeqbatchError(f"select must be one of {', '.join(SELECT)}, got {select!r}")
@@ -167,7 +180,7 @@ def _fit(
     n_steps = total_steps(train_cfg, len(data.train))
     per_epoch = math.ceil(len(data.train) / train_cfg.batch_size) if train_cfg.epochs is not None else 0
     probe = train_probe(data.train, probe_size, train_cfg.seed) if per_epoch else None
-    batches = iter(sampler)
+    batches = _stream(sampler, world)
     for _ in range(done):  # the stream is a function of the seed: replay it to where the run stopped
         next(batches)
     pending: list[tuple[int, dict[str, Any]]] = []
@@ -179,7 +192,10 @@ def _fit(
     ctx = folder.catch_signals() if folder is not None else contextlib.nullcontext()
     with ctx:
         for step in bar:
-            batch = data.train.batch(next(batches), multiple=multiple)
+            index, global_size = next(batches)
+            batch = data.train.batch(index, multiple=multiple)
+            if global_size is not None:
+                batch = dataclasses.replace(batch, global_size=global_size)
             state, metrics = backend.train_step(state, batch)
             pending.append((step, metrics))
             epoch_end = per_epoch > 0 and step % per_epoch == 0
@@ -191,7 +207,7 @@ def _fit(
             if evaluating:
                 train_seconds = time.perf_counter() - epoch_start
                 eval_start = time.perf_counter()
-                val_report, _ = evaluate(backend, backend.model_of(state), data.val, multiple=multiple)
+                val_report, _ = evaluate(backend, backend.model_of(state), data.val, multiple=multiple, world=world)
                 loop.counters["val"] = val_report
                 if keep_best:
                     loop.consider_best(step, val_report, lambda new, old: new[select] > old[select], state)
@@ -201,7 +217,7 @@ def _fit(
                 loop.record(record)
                 if epoch_end and probe is not None:
                     loop.record(_epoch_record(backend, state, probe, loop.history, step, per_epoch, val_report,
-                                              train_seconds, multiple))
+                                              train_seconds, multiple, world))
                     last = loop.history[-1]
                     log(f"epoch {last['epoch']}: train acc {last['train_accuracy']:.4f} loss "
                         f"{last['train_loss']:.4f} | val acc {last['val_accuracy']:.4f} loss {last['val_loss']:.4f} | "
@@ -222,7 +238,7 @@ def _fit(
                   "best_val_balanced_accuracy": loop.best.val["balanced_accuracy"]}
         log(f"keeping the weights of step {loop.best.step} (val top-1 {loop.best.val['top1']:.4f}, balanced "
             f"{loop.best.val['balanced_accuracy']:.4f}; selected on {select})")
-    test_report, _ = evaluate(backend, model, data.test, multiple=multiple)
+    test_report, _ = evaluate(backend, model, data.test, multiple=multiple, world=world)
     skipped = {"skipped_steps": loop.counters["skipped"]} if loop.counters.get("skipped") else {}
     loop.record({"step": n_steps, "split": "test", "train_seconds": round(seconds, 2),
                  "eval_seconds": round(eval_seconds, 2), **test_report, **chosen, **skipped,
@@ -234,9 +250,9 @@ def _fit(
 
 def _epoch_record(
     backend: Backend, state: Any, probe: EncodedSplit, history: list[dict[str, Any]], step: int, per_epoch: int,
-    val_report: dict[str, float | int], train_seconds: float, multiple: int,
+    val_report: dict[str, float | int], train_seconds: float, multiple: int, world: World | None,
 ) -> dict[str, Any]:
-    train_report, _ = evaluate(backend, backend.model_of(state), probe, multiple=multiple)
+    train_report, _ = evaluate(backend, backend.model_of(state), probe, multiple=multiple, world=world)
     batch_losses = [r["loss"] for r in history if "split" not in r and step - per_epoch < r["step"] <= step]
     return {
         "step": step, "split": "epoch", "epoch": step // per_epoch,
@@ -245,6 +261,13 @@ def _epoch_record(
         "val_loss": val_report["loss"], "val_accuracy": val_report["top1"],
         "epoch_seconds": round(train_seconds, 2),
     }
+
+
+def _stream(sampler: Sampler, world: World | None) -> Iterator[tuple[np.ndarray, int | None]]:
+    """(indices, global batch size or None) per step: the sampler's batches, or this rank's shards."""
+    if world is None or world.size == 1:
+        return ((index, None) for index in sampler)
+    return iter(ShardedSampler(sampler, world.rank, world.size))
 
 
 def _write_outputs(

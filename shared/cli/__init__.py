@@ -61,6 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # `train --procs` relaunches this command line
     previous = _sigterm_interrupts()
     try:
         return int(args.func(args))

@@ -16,7 +16,7 @@ import numpy as np
 from shared import checkpoint
 from shared.backend import TORCH_KERNEL_ENV, get_backend
 from shared.batching import SAMPLERS
-from shared.cli import embeddings, lm, skipgram, tabular
+from shared.cli import embeddings, lm, procs, skipgram, tabular
 from shared.cli.common import (
     _backend_arg,
     _check_torch_kernel,
@@ -32,7 +32,7 @@ from shared.cli.runflags import add_run_args, check_train_flags, open_run, recor
 from shared.cli.textflags import add_text_args, reject_text_flags, text_config
 from shared.config import CELLS, ModelConfig, check_seed
 from shared.dataset import Dataset, encode_splits, imdb_dataset, name_chars, names_dataset
-from shared.distributed import request_host_devices
+from shared.distributed import request_host_devices, world_size_from_env
 from shared.errors import SeqbatchError
 from shared.imbalance import CLASS_WEIGHTS, class_weights
 from shared.metrics import SELECT, confusion, softmax
@@ -143,6 +143,7 @@ def add_train(sub: Any) -> None:
                    help="jax, names and imdb: data parallel in one program, each batch sharded over N devices "
                         "(on a CPU, N host devices made before JAX starts); the same model as one device "
                         "(default 1)")
+    procs.add_procs_arg(p)
     p.add_argument("--seed", type=int, default=0, help="seed for init, split and sampling, in [0, 2**32) (default 0)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_run_args(p)
@@ -195,6 +196,7 @@ def _checked_flags(a: argparse.Namespace) -> dict[str, Any]:
     if a.devices is not None and (a.devices < 1 or (a.devices > 1 and a.backend != "jax")):
         raise SeqbatchError(f"--devices {a.devices}: give N >= 1; N > 1 is the jax backend's data parallel "
                             "(torch's, DistributedDataParallel over processes, is not built yet)")
+    procs.check_procs(a, classifier=True)
     if a.task == "imdb":
         text_config(a)  # TextConfig's own checks (--padding right|left need a --max-len, ...)
     if a.bucket_chunk is None and pick["sampler"] == "random":
@@ -206,9 +208,14 @@ def _checked_flags(a: argparse.Namespace) -> dict[str, Any]:
 def cmd_train(a: argparse.Namespace) -> int:
     from shared.training import fit
 
-    if a.resume is None:
+    if a.resume is None or (a.procs or 1) > 1:
         _checked_flags(a)  # before the run folder is made
-    folder = open_run(a, _stderr)  # before any data is read: a bad --out fails in a second
+    if (a.procs or 1) > 1 and world_size_from_env() == 1:
+        return procs.launch(a)  # this command again, as N workers under torch.distributed.run
+    world = procs.worker_world(a)
+    main_rank = world is None or world.main
+    say = _stderr if main_rank else procs.quiet
+    folder = open_run(a, _stderr) if main_rank else None  # before any data is read: a bad --out fails fast
     try:
         pick = _checked_flags(a)  # again, for the flags --resume put back
         own = {"lm": lm, "skipgram": skipgram, "mlp": tabular}.get(TASK_KINDS[a.task])
@@ -228,10 +235,10 @@ def cmd_train(a: argparse.Namespace) -> int:
         train_cfg = embedded.train_config(train_config(a, pick, pick["eval_every"], TASK_DEFAULTS[a.task]))
         train_cfg = dataclasses.replace(train_cfg, devices=a.devices or 1, class_weights=class_weights(
             data.train.labels, a.class_weights or "none", data.num_classes))
-        _stderr(f"data: {data.source}: {len(data.train)} train / {len(data.val)} val / {len(data.test)} test, "
-                f"{data.num_classes} labels, {len(data.vocab)} tokens")
+        say(f"data: {data.source}: {len(data.train)} train / {len(data.val)} val / {len(data.test)} test, "
+            f"{data.num_classes} labels, {len(data.vocab)} tokens")
         if data.text is not None:
-            _stderr(f"text: {data.text.to_json()}; train lengths mean {data.train.lengths.mean():.1f}, "
+            say(f"text: {data.text.to_json()}; train lengths mean {data.train.lengths.mean():.1f}, "
                     f"max {data.train.lengths.max()}")
         split = {"seed": a.seed, "max_train": a.max_train, "max_test": a.max_test, "data": str(a.data or "default"),
                  "data_sha256": data_hash(a.data)}
@@ -240,12 +247,15 @@ def cmd_train(a: argparse.Namespace) -> int:
         if a.backend == "torch":
             info["torch_kernel"] = a.torch_kernel or os.environ.get(TORCH_KERNEL_ENV) or "packed"
         with _torch_kernel(a):
-            result = fit(backend, model_cfg, train_cfg, data, progress=not a.no_progress,
-                         multiple=pick["bucket"], bucket_chunk=pick["bucket_chunk"], log=_stderr, run_info=info,
+            result = fit(backend, model_cfg, train_cfg, data, progress=not a.no_progress and main_rank,
+                         multiple=pick["bucket"], bucket_chunk=pick["bucket_chunk"], log=say, run_info=info,
                          keep_best=pick["keep_best"], folder=folder, checkpoint_every=a.checkpoint_every,
-                         split=split, initial=embedded.initial, select=a.select or "top1")
+                         split=split, initial=embedded.initial, select=a.select or "top1", world=world)
     finally:
-        folder.close()
+        if folder is not None:
+            folder.close()
+    if not main_rank:
+        return 0
     print(strict_json({"backend": backend.name, "train_seconds": round(result.seconds, 1), "steps": result.steps,
                       "val": result.val, "test": result.test, "padding_waste": result.padding}))
     _stderr(f"wrote {a.out}/model.safetensors, metrics.jsonl, loss.png")

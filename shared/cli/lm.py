@@ -32,7 +32,7 @@ LM_FLAGS: dict[str, str] = {"seq_length": "--seq-length", "lm_batching": "--lm-b
 # Classifier flags a language model has no use for.
 NOT_LM: dict[str, str] = {
     "class_weights": "--class-weights", "select": "--select",
-    "padding": "--padding", "devices": "--devices",
+    "padding": "--padding", "devices": "--devices", "procs": "--procs",
     "bidirectional": "--bidirectional", "sampler": "--sampler", "torch_kernel": "--torch-kernel",
                           "level": "--level", "max_len": "--max-len", "truncate": "--truncate",
                           "min_freq": "--min-freq", "max_vocab": "--max-vocab", "stop_words": "--stop-words",

@@ -19,7 +19,7 @@ from shared.runs import RUN_FILES, RunFolder
 # --steps/--epochs, only make it longer).
 RESUME_MAY_CHANGE = frozenset({"steps", "epochs", "no_progress", "on_nan", "max_loss", "checkpoint_every", "resume",
                                "out", "overwrite", "time_limit"})
-NOT_RECORDED = frozenset({"func", "train_parser", "command"})
+NOT_RECORDED = frozenset({"func", "train_parser", "command", "argv"})
 PATH_FLAGS = frozenset({"data", "init_embeddings"})  # recorded as strings, restored as paths
 
 

@@ -34,7 +34,7 @@ SKIPGRAM_FLAGS: dict[str, str] = {"window": "--window", "negatives": "--negative
 # Flags of the recurrent tasks a skip-gram model has no use for (value given -> refused).
 NOT_SKIPGRAM: dict[str, str] = {
     "class_weights": "--class-weights", "select": "--select",
-    "padding": "--padding", "devices": "--devices",
+    "padding": "--padding", "devices": "--devices", "procs": "--procs",
     "bidirectional": "--bidirectional", "sampler": "--sampler", "torch_kernel": "--torch-kernel", "level": "--level",
     "max_len": "--max-len", "truncate": "--truncate", "min_freq": "--min-freq", "max_vocab": "--max-vocab",
     "stop_words": "--stop-words", "keep_case": "--keep-case", "max_train": "--max-train", "max_test": "--max-test",

@@ -42,7 +42,7 @@ TABULAR_FLAGS: dict[str, str] = {"hidden_sizes": "--hidden-sizes", "target": "--
 # Flags of the sequence tasks an MLP has no use for (value given -> refused).
 NOT_TABULAR: dict[str, str] = {
     "class_weights": "--class-weights", "select": "--select",
-    "padding": "--padding", "devices": "--devices",
+    "padding": "--padding", "devices": "--devices", "procs": "--procs",
     "bidirectional": "--bidirectional", "sampler": "--sampler", "torch_kernel": "--torch-kernel", "level": "--level",
     "max_len": "--max-len", "truncate": "--truncate", "min_freq": "--min-freq", "max_vocab": "--max-vocab",
     "stop_words": "--stop-words", "keep_case": "--keep-case", "max_train": "--max-train", "max_test": "--max-test",

@@ -73,3 +73,113 @@ def test_bad_device_requests_are_one_line_errors(argv: list[str], message: str, 
                  *argv, "--out", str(tmp_path / "r"))
     err = done.stderr.strip().splitlines()
     assert done.returncode == 2 and err[-1].startswith("seqbatch: error:") and message in err[-1], done.stderr
+
+
+# ---- torch: DistributedDataParallel over 2 processes (gloo)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_the_two_process_ddp_step_is_the_single_process_step(dtype: str, tmp_path: Path) -> None:
+    out = tmp_path / "ddp.json"
+    done = fresh("-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "parity.data_parallel",
+                 "--backend", "torch", "--dtype", dtype, "--json", str(out))
+    assert done.returncode == 0, done.stdout + done.stderr
+    found = json.loads(out.read_text())
+    assert {"names sgd", "names adam", "imdb adam", "uneven sgd", "uneven adam"} <= {c["case"] for c in found}
+    assert all(c["max_rel"] <= c["tol"] for c in found)
+    assert any(c["max_abs"] > 0 for c in found)  # two processes really summed the gradients
+
+
+NAMES_FLAGS = ["--backend", "torch", "--hidden", "8", "--embed-dim", "4", "--optimizer", "adam", "--lr", "0.01",
+               "--batch-size", "8", "--steps", "12", "--eval-every", "6", "--keep-best", "--no-progress"]
+
+
+def test_train_with_two_processes_gives_the_single_process_model(tiny_names_dir: Path, tmp_path: Path) -> None:
+    from safetensors import safe_open
+
+    results = {}
+    for n in (1, 2):
+        done = fresh("-m", "shared.cli", "train", "--data", str(tiny_names_dir), *NAMES_FLAGS, "--procs", str(n),
+                     "--out", str(tmp_path / f"p{n}"))
+        assert done.returncode == 0, done.stderr
+        results[n] = json.loads(done.stdout.strip().splitlines()[-1])
+    assert results[2]["test"]["top1"] == results[1]["test"]["top1"]
+    assert results[2]["test"]["loss"] == pytest.approx(results[1]["test"]["loss"], rel=1e-5)
+    with safe_open(str(tmp_path / "p2" / "model.safetensors"), framework="numpy") as f:
+        names = f.keys()
+    assert names and not any(k.startswith("module.") for k in names)  # DDP's wrapper never reaches the file
+    # The checkpoint of the 2-process run, evaluated by one jax process: the run's own test figure.
+    done = fresh("-m", "shared.cli", "eval", "--checkpoint", str(tmp_path / "p2" / "model.safetensors"),
+                 "--backend", "jax", "--data", str(tiny_names_dir))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["top1"] == results[2]["test"]["top1"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--procs", "0"], "--procs must be >= 1"),
+    (["--procs", "2", "--backend", "jax"], "not with the jax backend"),
+    (["--procs", "2", "--batch-size", "7"], "not divisible by 2 processes"),
+])
+def test_bad_process_requests_are_one_line_errors(argv: list[str], message: str, tiny_names_dir: Path,
+                                                  tmp_path: Path) -> None:
+    done = fresh("-m", "shared.cli", "train", "--data", str(tiny_names_dir), "--steps", "2", "--no-progress",
+                 *argv, "--out", str(tmp_path / "r"))
+    err = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and err[-1].startswith("seqbatch: error:") and message in err[-1], done.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_killed_worker_stops_the_whole_run_with_an_error(tiny_names_dir: Path, tmp_path: Path) -> None:
+    """SIGKILL one of two workers mid-run: the launcher ends (torchrun stops the other worker)
+    with one error line, well within the 60 s timeout, instead of hanging."""
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env["SEQBATCH_TORCH_DEVICE"] = "cpu"
+    launcher = subprocess.Popen([sys.executable, "-m", "shared.cli", "train", "--data", str(tiny_names_dir),
+                                 *NAMES_FLAGS[:10], "--steps", "100000", "--eval-every", "50", "--no-progress",
+                                 "--procs", "2", "--out", str(out)], cwd=ROOT, env=env, stderr=subprocess.PIPE,
+                                text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "metrics.jsonl").exists() or len((out / "metrics.jsonl").read_text().splitlines()) < 20:
+            assert time.monotonic() < deadline and launcher.poll() is None, "the run did not start"
+            time.sleep(0.5)
+        workers = [p for p in _children(launcher.pid)
+                   if "shared.cli" in _cmdline(p) and "torch.distributed.run" not in _cmdline(p)]
+        assert len(workers) == 2, workers
+        os.kill(workers[-1], signal.SIGKILL)
+        killed = time.monotonic()
+        _, err = launcher.communicate(timeout=90)
+        assert time.monotonic() - killed < 60
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+    assert launcher.returncode == 2
+    assert err.strip().splitlines()[-1].startswith("seqbatch: error: the data-parallel run over 2 processes failed")
+
+
+def _children(pid: int) -> list[int]:
+    """Every descendant of `pid` (from /proc)."""
+    found, frontier = [], [pid]
+    while frontier:
+        parent = frontier.pop()
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                except (OSError, IndexError, ValueError):
+                    continue
+                if ppid == parent:
+                    found.append(int(entry.name))
+                    frontier.append(int(entry.name))
+    return found
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return (Path("/proc") / str(pid) / "cmdline").read_text().replace("\0", " ")
+    except OSError:
+        return ""
