@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -159,14 +160,15 @@ def main(argv: list[str] | None = None) -> int:
                         "torchrun with one process per rank (default jax)")
     a = p.parse_args(argv)
     if a.backend == "torch":
-        import os
-
         os.environ["SEQBATCH_TORCH_DEVICE"] = "cpu"
         if a.dtype == "float64":
             import torch
 
             torch.set_default_dtype(torch.float64)
+        from reference_torch.parallel import close_world
+
         found = check_torch(a.dtype)
+        close_world()
         if not found:  # a rank other than 0: it took part, rank 0 reports
             return 0
         a.devices = world_size_from_env()
@@ -188,4 +190,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    if world_size_from_env() > 1:  # a torchrun worker: leave before a runtime thread can abort the exit
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)

@@ -19,7 +19,7 @@ import torch.distributed as dist
 from shared.distributed import World, world_size_from_env
 from shared.errors import SeqbatchError
 
-__all__ = ["TIMEOUT_S", "active", "all_reduce_sum", "init_world", "world", "wrap"]
+__all__ = ["TIMEOUT_S", "active", "all_reduce_sum", "close_world", "init_world", "world", "wrap"]
 
 TIMEOUT_S = 60
 
@@ -37,7 +37,15 @@ def init_world() -> World | None:
             dist.init_process_group("nccl" if cuda else "gloo", timeout=datetime.timedelta(seconds=TIMEOUT_S))
         except (RuntimeError, ValueError) as e:
             raise SeqbatchError(f"torch.distributed could not start ({e}); launch with torchrun or --procs") from e
-    return World(dist.get_rank(), dist.get_world_size(), _gather)
+    return World(dist.get_rank(), dist.get_world_size(), _gather, close_world)
+
+
+def close_world() -> None:
+    """Wait for every rank, then destroy the group. A rank that exits with the group alive can abort
+    in gloo's teardown ("terminate called without an active exception") while another still works."""
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def _gather(local: np.ndarray) -> list[np.ndarray]:

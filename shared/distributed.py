@@ -46,6 +46,7 @@ class World:
     rank: int
     size: int
     gather: Callable[[np.ndarray], list[np.ndarray]]  # every rank's array, in rank order, on every rank
+    close: Callable[[], None] = lambda: None  # wait for every rank, then leave the group (before exiting)
 
     @property
     def main(self) -> bool:

@@ -254,6 +254,8 @@ def cmd_train(a: argparse.Namespace) -> int:
     finally:
         if folder is not None:
             folder.close()
+    if world is not None:
+        world.close()
     if not main_rank:
         return 0
     print(strict_json({"backend": backend.name, "train_seconds": round(result.seconds, 1), "steps": result.steps,
