@@ -142,3 +142,15 @@ def test_the_options_are_refused_where_they_mean_nothing(argv: list[str], tmp_pa
     err = capsys.readouterr().err.strip().splitlines()
     assert re.match(r"seqbatch( train)?: error: ", err[-1]) and "Traceback" not in "".join(err)
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("extra, selected", [([], "balanced_accuracy"), (["--select", "top1"], "top1")])
+def test_names_keep_best_selects_on_balanced_accuracy_by_default(extra: list[str], selected: str,
+                                                                  tiny_names_dir: Path, tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """Study 3's pick: keep-best on validation balanced accuracy is the names default."""
+    out = tmp_path / "run"
+    code, _, err = run(capsys, "train", "--data", str(tiny_names_dir), "--hidden", "4", "--steps", "4",
+                       "--eval-every", "2", "--keep-best", *extra, "--no-progress", "--out", str(out))
+    assert code == 0, err
+    assert json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])["selected_on"] == selected
