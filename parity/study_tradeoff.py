@@ -83,6 +83,7 @@ def main(argv: list[str]) -> int:
     if not data:
         print(f"no finished runs in {', '.join(map(str, sweeps))}", file=sys.stderr)
         return 2
+    out.parent.mkdir(parents=True, exist_ok=True)
     plot(data, out, "test top-1 against balanced accuracy: each run small, the mean over seeds large "
                     "(circles torch, squares jax)")
     print(table(data), end="")
