@@ -89,4 +89,11 @@ MUTANTS: list[Mutant] = [
     Mutant("torch-skipgram-scatter-overwrites", "torch's sparse step writes a repeated row's update once, not summed",
            "reference_torch/models/skipgram.py", "w_out.scatter_add_(0, rows.reshape(-1, 1)",
            "w_out.scatter_(0, rows.reshape(-1, 1)", ("tests/parity/test_parity_skipgram.py",)),
+    Mutant("jax-class-weights-plain-mean", "the JAX weighted loss divides by the batch size, not the weights' sum",
+           "jax_impl/train.py", "return (w * per_example).sum() / w.sum()", "return (w * per_example).mean()",
+           ("tests/test_imbalance.py",)),
+    Mutant("ddp-mean-of-rank-means", "a DDP rank's loss counts as 1 / world of the batch whatever its shard's size",
+           "reference_torch/train.py",
+           "share = loss * (len(batch) / (batch.global_size or len(batch) * parallel.world()))",
+           "share = loss / parallel.world()", ("tests/parity/test_data_parallel.py",)),
 ]

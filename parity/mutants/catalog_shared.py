@@ -64,10 +64,10 @@ DATA: list[Mutant] = [
 
 TRAINING: list[Mutant] = [
     Mutant("keep-best-picks-worst", "--keep-best keeps the validation with the lowest top-1", "shared/training.py",
-           'lambda new, old: new["top1"] > old["top1"]', 'lambda new, old: new["top1"] < old["top1"]', (T_BEST,)),
+           "lambda new, old: new[select] > old[select]", "lambda new, old: new[select] < old[select]", (T_BEST,)),
     Mutant("keep-best-latest-among-equals", "--keep-best takes the latest of equal validations, not the earliest",
-           "shared/training.py", 'lambda new, old: new["top1"] > old["top1"]',
-           'lambda new, old: new["top1"] >= old["top1"]', (T_BEST,)),
+           "shared/training.py", "lambda new, old: new[select] > old[select]",
+           "lambda new, old: new[select] >= old[select]", (T_BEST,)),
     Mutant("keep-best-tests-last-weights", "--keep-best reports the best validation but tests and saves the last "
            "weights", "shared/training.py",
            "model = backend.from_params(backend.config_of(model), loop.best.params)", "model = model", (T_BEST,)),
@@ -106,8 +106,8 @@ COMMAND_LINE: list[Mutant] = [
            "    backend = get_backend(a.backend)\n    with _torch_kernel(a):",
            '    backend = get_backend("torch")\n    with _torch_kernel(a):', (T_BACKEND,)),
     Mutant("predict-ignores-backend", "`seqbatch predict --backend jax` runs torch", CLI,
-           "    backend = get_backend(a.backend)\n    model = _load_model(backend, ckpt, a.dtype)\n    probs",
-           '    backend = get_backend("torch")\n    model = _load_model(backend, ckpt, a.dtype)\n    probs',
+           "    backend = get_backend(a.backend)\n    model = _load_model(backend, ckpt, a.dtype)\n    text =",
+           '    backend = get_backend("torch")\n    model = _load_model(backend, ckpt, a.dtype)\n    text =',
            (T_BACKEND,)),
     Mutant("lm-eval-ignores-backend", "`seqbatch eval --backend jax` of a language model runs torch", LM_CLI,
            "    backend = get_backend(a.backend)\n    model = _load_model(backend, ckpt, a.dtype)\n    report",
@@ -186,4 +186,25 @@ WORDS: list[Mutant] = [
            "return train_cfg.lr", ("tests/test_cli_skipgram.py",)),
 ]
 
-MUTANTS: list[Mutant] = [*DATA, *TRAINING, *COMMAND_LINE, *PARITY, *WORDS]
+STUDIES: list[Mutant] = [
+    Mutant("left-padding-on-the-right", "--padding left puts the padding after the review, as right does",
+           "shared/batching.py", "            tokens[i, t - len(s) :] = s", "            tokens[i, : len(s)] = s",
+           ("tests/test_padding_study.py",)),
+    Mutant("unmasked-reads-real-lengths", "--padding right|left still masks: the model never reads the padding",
+           "shared/batching.py", "        lengths = np.full(len(seqs), t, dtype=np.int32)",
+           "        lengths = lengths", ("tests/test_padding_study.py",)),
+    Mutant("class-weights-squared", "--class-weights sqrt squares the weights instead of taking their roots",
+           "shared/imbalance.py", "weights = np.sqrt(weights)", "weights = weights**2", ("tests/test_imbalance.py",)),
+    Mutant("uniform-sampler-draws-examples", "--sampler uniform draws examples uniformly (the classes as they come)",
+           "shared/batching.py", "k = self.rng.integers(0, len(self.classes), self.batch_size)",
+           "k = self.labels[self.rng.integers(0, self.n, self.batch_size)]", ("tests/test_imbalance.py",)),
+    Mutant("ranks-share-one-class-order", "the distributed sampler deals in sampled order, not by class",
+           "shared/distributed.py", 'ordered = index[np.argsort(labels[index], kind="stable")]', "ordered = index",
+           ("tests/shared/test_distributed.py",)),
+    Mutant("evaluation-keeps-one-rank", "data-parallel evaluation puts the ranks' logits back in the wrong rows",
+           "shared/distributed.py", "            out[r :: self.size] = part",
+           "            out[r * len(part) : (r + 1) * len(part)] = part",
+           ("tests/shared/test_distributed.py",)),
+]
+
+MUTANTS: list[Mutant] = [*DATA, *TRAINING, *COMMAND_LINE, *PARITY, *WORDS, *STUDIES]

@@ -87,7 +87,7 @@ def test_model_config_rejects_bad_values(change: dict[str, Any], match: str) -> 
         ({"momentum": float("nan")}, r"momentum must be in \[0, 1\), got nan"),
         ({"clip_norm": float("nan")}, "clip_norm must be > 0, got nan"),
         ({"clip_norm": float("inf")}, "clip_norm must be > 0, got inf"),
-        ({"sampler": "bucketed"}, "sampler must be random, epoch or balanced, got 'bucketed'"),
+        ({"sampler": "bucketed"}, "sampler must be random, epoch, balanced or uniform, got 'bucketed'"),
     ],
 )
 def test_train_config_rejects_bad_values(change: dict[str, Any], match: str) -> None:

@@ -93,3 +93,17 @@ def test_bad_worlds_are_user_errors(world: int, batch: int, rank: int, message: 
     with pytest.raises(SeqbatchError, match=message):
         check_world(world, batch)
         ShardedSampler(Sampler(np.zeros(8, int), batch), rank, world)
+
+
+@pytest.mark.parametrize("n, size", [(10, 3), (2, 3), (7, 2), (6, 1)])
+def test_gathered_shards_give_back_every_row_in_order(n: int, size: int) -> None:
+    """Each rank evaluates rows rank, rank + size, ... (`shard_of`); gathering puts them back in order,
+    also when a rank has no row."""
+    from shared.distributed import World, shard_of
+
+    rows = np.arange(n * 2, dtype=np.float32).reshape(n, 2)
+    parts = [rows[shard_of(n, r, size)] for r in range(size)]
+    assert sorted(np.concatenate([shard_of(n, r, size) for r in range(size)]).tolist()) == list(range(n))
+    for rank in range(size):
+        world = World(rank, size, lambda local, parts=parts: parts)
+        np.testing.assert_array_equal(world.gather_rows(parts[rank], n), rows)
