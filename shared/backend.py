@@ -81,6 +81,12 @@ def kind_module(backend: Backend, cfg_or_kind: Any) -> Any:
     return backend_module(BACKENDS[backend.name], cfg_or_kind)
 
 
+def backend_file(name: str, module: str) -> Any:
+    """A backend's own module by command-line name, e.g. ("torch", "parallel") -> reference_torch.parallel."""
+    get_backend(name)  # the one error for an unknown or missing backend
+    return importlib.import_module(f"{BACKENDS[name]}.{module}")
+
+
 def get_backend(name: str) -> Backend:
     """Import a backend package by its command-line name (`torch` or `jax`)."""
     if name not in BACKENDS:

@@ -24,7 +24,6 @@ each global batch of B examples is cut into `world` disjoint shards, one per ran
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -138,21 +137,12 @@ HOST_DEVICES_FLAG = "--xla_force_host_platform_device_count"
 
 def request_host_devices(n: int) -> None:
     """Ask XLA for `n` CPU devices (JAX's host platform), before JAX starts: XLA reads XLA_FLAGS
-    once, when its first backend is made. A count already in XLA_FLAGS is replaced. Later, the
-    JAX backend checks that it sees enough devices (jax_impl/parallel.py `data_mesh`)."""
+    once, when its first backend is made (set later, the flag has no effect). A count already in
+    XLA_FLAGS is replaced. The JAX backend then checks that it sees enough devices
+    (jax_impl/parallel.py `data_mesh`), which tells a process where JAX had started too early."""
     if n < 1:
         raise SeqbatchError(f"--devices must be >= 1, got {n}")
-    if n == 1 or ("jax" in sys.modules and _jax_started()):
+    if n == 1:
         return
     flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if not f.startswith(HOST_DEVICES_FLAG)]
     os.environ["XLA_FLAGS"] = " ".join([*flags, f"{HOST_DEVICES_FLAG}={n}"])
-
-
-def _jax_started() -> bool:
-    """Whether JAX has made its backends already (after which XLA_FLAGS no longer counts)."""
-    try:
-        from jax._src import xla_bridge
-
-        return bool(xla_bridge._backends)
-    except (ImportError, AttributeError):  # a JAX without that module: assume it started
-        return True

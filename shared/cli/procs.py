@@ -76,9 +76,9 @@ def worker_world(a: argparse.Namespace) -> World | None:
     """This worker's World when a launcher started it (WORLD_SIZE > 1), else None."""
     if world_size_from_env() == 1:
         return None
-    from reference_torch.parallel import init_world
+    from shared.backend import backend_file
 
-    return init_world()
+    return backend_file("torch", "parallel").init_world()
 
 
 def quiet(*_: Any) -> None:
