@@ -16,8 +16,16 @@ def keep_freed_host_memory() -> None:
     afresh and page-fault every page in again: about a tenth of a JAX CPU step at batch 512, and
     40 % of a torch LM step (a 30-minute torch run took 416 million minor page faults; with this
     the torch char-LM step at hidden 128, batch 128 x 100 went from 112 ms to 68 ms). Raising the
-    mmap and trim thresholds (process-wide, once) keeps the pages mapped for the next step; both
-    backends call it when they train on a CPU. A no-op off glibc.
+    mmap and trim thresholds (process-wide, once) keeps the pages mapped for the next step.
+
+    The thresholds bind glibc's main heap only. A thread that allocates while the main heap is busy
+    gets an arena of its own, made of 64 MB heaps that glibc unmaps whenever one empties, whatever
+    the thresholds say: XLA:CPU's worker threads allocate the step's buffers there, so a JAX step
+    still page-faulted ~120 MB a step (30,000 minor faults; the names LSTM at batch 512 ran 1.3x
+    slower for it). One arena (`M_ARENA_MAX` = 1) keeps every thread on the main heap. A thread
+    keeps the arena it first allocated from, so this must run before the backends start their
+    thread pools: `seqbatch` calls it first thing (shared/cli), and both backends call it again when
+    they train on a CPU (too late for the arena, still in time for the thresholds). A no-op off glibc.
     """
     global _HOST_MEMORY_KEPT
     if _HOST_MEMORY_KEPT or not sys.platform.startswith("linux"):
@@ -27,6 +35,7 @@ def keep_freed_host_memory() -> None:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:
         return
-    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+    m_trim_threshold, m_mmap_threshold, m_arena_max = -1, -3, -8  # <malloc.h>
     libc.mallopt(m_mmap_threshold, 1 << 29)
     libc.mallopt(m_trim_threshold, 1 << 30)
+    libc.mallopt(m_arena_max, 1)

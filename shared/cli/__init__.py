@@ -58,7 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for an unreadable or full disk and for memory exhaustion); 3 training diverged (the last good
     state kept); 128 + signal for SIGINT (130) and SIGTERM (143), after a training run saved its state."""
     from shared.guard import EXIT_DIVERGED, Diverged, Interrupted
+    from shared.host_memory import keep_freed_host_memory
 
+    keep_freed_host_memory()  # before any backend starts a thread (see its docstring)
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # `train --procs` relaunches this command line
