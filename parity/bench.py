@@ -32,7 +32,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from parity.anchors import ANCHORS, Step
-from shared.backend import get_backend
+from shared.backend import get_backend, torch_kernel
 from shared.batching import Batch, Sampler, waste_of
 from shared.config import ModelConfig, TrainConfig
 from shared.dataset import Dataset, names_dataset
@@ -304,7 +304,7 @@ def _backend_step(name: str, model_cfg: ModelConfig, train_cfg: TrainConfig, *, 
 @dataclass(frozen=True)
 class Job:
     backend: str
-    impl: str  # seqbatch | per_example | flax_nn_rnn | torch_padded | jax_cudnn
+    impl: str  # seqbatch | seqbatch_padded (torch) | per_example | flax_nn_rnn | torch_padded | jax_cudnn
     cell: str
     hidden: int
     batch_size: int
@@ -318,9 +318,11 @@ def plan(cfg: BenchConfig) -> list[Job]:
             jobs += [Job(b, "per_example", cell, hidden, cfg.per_example_n) for b in cfg.backends]
             for bs in cfg.batch_sizes:
                 for b in cfg.backends:
-                    jobs.append(Job(b, "seqbatch", cell, hidden, bs))
-                    if cfg.bucketed and bs > 1:
-                        jobs.append(Job(b, "seqbatch", cell, hidden, bs, bucketed=True))
+                    # torch's two correct kernels: packed (the reference) and padded (reference_torch)
+                    for impl in ("seqbatch", "seqbatch_padded") if b == "torch" else ("seqbatch",):
+                        jobs.append(Job(b, impl, cell, hidden, bs))
+                        if cfg.bucketed and bs > 1:
+                            jobs.append(Job(b, impl, cell, hidden, bs, bucketed=True))
                 if cfg.anchors and cell == "lstm":
                     jobs += [Job(b, impl, cell, hidden, bs) for impl, (b, _, gpu) in ANCHORS.items()
                              if b in cfg.backends and (cfg.device == "cuda" or not gpu)]
@@ -335,8 +337,9 @@ def run_job(job: Job, cfg: BenchConfig, data: Dataset, peak: float, watch: Compi
         step = ANCHORS[job.impl][1](model_cfg, train_cfg)
     else:
         per_example = job.impl == "per_example"
-        step = _backend_step(job.backend, model_cfg, train_cfg, per_example=per_example,
-                             kernel="scan" if per_example else kernel)
+        with torch_kernel("padded" if job.impl == "seqbatch_padded" else None):
+            step = _backend_step(job.backend, model_cfg, train_cfg, per_example=per_example,
+                                 kernel="scan" if per_example else kernel)
     k = 1 if job.impl == "per_example" else cfg.pool
     pool, waste = batch_pool(data, job.batch_size, bucketed=job.bucketed, k=k, seed=cfg.seed)
     memory = MemoryProbe(cfg.device, job.backend)
