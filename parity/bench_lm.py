@@ -59,12 +59,23 @@ def plan(sizes: tuple[str, ...], cells: tuple[str, ...]) -> list[Job]:
     return jobs
 
 
-def windows(batch: int, n: int, seed: int = 0) -> list[LMBatch]:
-    """`n` consecutive windows of a random text, the state carried between them."""
+def windows(batch: int, n: int, seed: int = 0, seq: int = SEQ) -> list[LMBatch]:
+    """`n` consecutive windows of `seq` characters of a random text, the state carried between them."""
     from shared.lm_data import stream_windows
 
-    text = np.random.default_rng(seed).integers(2, VOCAB, batch * SEQ * n + 1).astype(np.int32)
-    return list(stream_windows(text, batch, SEQ))
+    text = np.random.default_rng(seed).integers(2, VOCAB, batch * seq * n + 1).astype(np.int32)
+    return list(stream_windows(text, batch, seq))
+
+
+def step_flops(cfg: LMConfig, batch: int, seq: int) -> float:
+    """Matrix-product FLOPs of one training step: every layer's input and hidden projections and the
+    head, forward + backward (= 3 x forward); an embedding or a one-hot input is a row lookup and
+    counts zero (as in parity/bench.py's `recurrent_flops`)."""
+    gates = {"lstm": 4, "gru": 3}.get(cfg.cell, 1)
+    h = cfg.hidden_size
+    per_char = sum(2 * gates * h * ((cfg.embed_dim or 0) if k == 0 else h) + 2 * gates * h * h
+                   for k in range(cfg.num_layers)) + 2 * h * cfg.vocab_size
+    return 3.0 * per_char * batch * seq
 
 
 def seqbatch_step(backend: str, cfg: LMConfig) -> Step:
@@ -172,36 +183,58 @@ def measure(step: Step, pool: list[LMBatch], *, min_seconds: float) -> dict[str,
             step(batch)
         passes.append(time.perf_counter() - start)
     step_s = statistics.median(passes) / len(pool)
-    return {"step_ms": round(1e3 * step_s, 3), "chars_per_s": round(len(pool[0]) * SEQ / step_s, 1),
+    return {"step_ms": round(1e3 * step_s, 3), "chars_per_s": round(pool[0].inputs.size / step_s, 1),
             "timed_passes": len(passes)}
+
+
+def measure_job(job: Job, cfg: LMConfig, batch: int, seq: int, device: str, peak: float, *,
+                min_seconds: float) -> dict[str, Any]:
+    """One record's figures: time, characters/s, matmul FLOP rate and its fraction of `peak`, peak memory."""
+    from parity.bench import MemoryProbe
+
+    memory = MemoryProbe(device, job.backend)
+    memory.reset()
+    result = measure(build(job, cfg), windows(batch, 3, seq=seq), min_seconds=min_seconds)
+    flops = step_flops(cfg, batch, seq)
+    rate = flops / (result["step_ms"] / 1e3)
+    return {**result, "gflop_per_s": round(rate / 1e9, 2), "flops_fraction": round(rate / peak, 4),
+            "peak_mem_mb": round(memory.peak_mb(), 1)}
 
 
 def run(sizes: tuple[str, ...], cells: tuple[str, ...], device: str, *, min_seconds: float, progress: bool = True,
         threads: int | None = None) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
-    from parity.bench import machine_info, use_device
+    from parity.bench import machine_info, matmul_peak, use_device
 
     use_device(device, ("torch", "jax"), threads)
+    peaks = matmul_peak(device, ("torch", "jax"))
     records = []
     for job in tqdm(plan(sizes, cells), desc=f"bench-lm {device}", disable=not progress, unit="impl"):
         hidden, batch = SIZES[job.size]
         cfg = LMConfig(VOCAB, cell=job.cell, num_layers=2, hidden_size=hidden, embed_dim=EMBED)  # type: ignore[arg-type]
-        result = measure(build(job, cfg), windows(batch, 3), min_seconds=min_seconds)
+        result = measure_job(job, cfg, batch, SEQ, device, max(peaks.values()), min_seconds=min_seconds)
         records.append({"task": "charlm", "backend": job.backend, "impl": job.impl, "cell": job.cell,
                         "size": job.size, "layers": 2, "hidden": hidden, "batch_size": batch, "seq_length": SEQ,
                         "vocab": VOCAB, "embed_dim": EMBED, "device": device, **result})
-    return {"machine": machine_info(device, ("torch", "jax")), "threads": threads, "records": records}
+    return {"machine": machine_info(device, ("torch", "jax")), "threads": threads, "matmul_peak_flops": peaks,
+            "records": records}
 
 
 def markdown(result: dict[str, Any]) -> str:
-    rows = ["| size | cell | backend | impl | step ms | chars/s |", "| --- | --- | --- | --- | ---: | ---: |"]
+    rows = ["| size | cell | backend | impl | step ms | chars/s | GFLOP/s | of matmul peak | peak MB |",
+            "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
     rows += [f"| {r['size']} (h{r['hidden']}, b{r['batch_size']}x{r['seq_length']}) | {r['cell']} | {r['backend']} "
-             f"| {r['impl']} | {r['step_ms']:.1f} | {r['chars_per_s']:,.0f} |" for r in result["records"]]
+             f"| {r['impl']} | {r['step_ms']:.1f} | {r['chars_per_s']:,.0f} | {r['gflop_per_s']:,.0f} "
+             f"| {r['flops_fraction']:.0%} | {r['peak_mem_mb']:,.0f} |" for r in result["records"]]
     m = result["machine"]
     device = result["records"][0]["device"] if result["records"] else "?"
+    peaks = ", ".join(f"{k} {v / 1e9:,.0f}" for k, v in result["matmul_peak_flops"].items())
     return (f"# bench-lm on {device}\n\n{m.get('gpu', m['cpu'])}, "
-            f"versions {json.dumps(m['versions'])}\n\n" + "\n".join(rows) + "\n")
+            f"versions {json.dumps(m['versions'])}\n\nmatmul peak measured here (GFLOP/s, float32): {peaks}. "
+            "GFLOP/s counts the step's matrix products (projections and head, forward + backward); "
+            "peak MB: the process's peak resident memory during the measurement (CPU), the allocator's peak "
+            "(GPU).\n\n" + "\n".join(rows) + "\n")
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
