@@ -5,6 +5,14 @@ global batch, because the program still sees the whole batch.
 
 On a CPU, the devices are host devices made by `XLA_FLAGS=--xla_force_host_platform_device_count=N`
 (`seqbatch train --devices N` sets it before JAX starts: shared/distributed.py).
+
+Over processes (`seqbatch train --backend jax --procs N`, or one command per process on one node or
+several): `jax.distributed.initialize` joins the processes (the coordinator at
+`JAX_COORDINATOR_ADDRESS`, WORLD_SIZE processes, this one RANK; CPU collectives through gloo), and
+the mesh spans every process's devices. It is still one program: every process builds the same
+global batch from the same seeded sampler and hands its devices their rows of it
+(`jax.make_array_from_callback`), so the loss is the global mean, uneven last batches included.
+The mirror of reference_torch/parallel.py (DistributedDataParallel, one shard per rank).
 """
 
 from __future__ import annotations
@@ -17,19 +25,63 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from shared.distributed import World, world_size_from_env
 from shared.errors import SeqbatchError
 
-__all__ = ["data_mesh", "replicate", "shard_batch"]
+__all__ = ["TIMEOUT_S", "close_world", "data_mesh", "init_world", "local_copy", "replicate", "shard_batch"]
 
 AXIS = "batch"
+TIMEOUT_S = 60  # joining, and noticing a process that stopped sending heartbeats (half of it)
+
+
+def init_world() -> World | None:
+    """Join the processes a launcher started (WORLD_SIZE > 1; RANK; JAX_COORDINATOR_ADDRESS), once,
+    before JAX makes its backends; None outside a launcher."""
+    size = world_size_from_env()
+    if size == 1:
+        return None
+    if not jax.distributed.is_initialized():
+        address = os.environ.get("JAX_COORDINATOR_ADDRESS")
+        rank = os.environ.get("RANK", "")
+        if not address or not rank.isdigit() or int(rank) >= size:
+            raise SeqbatchError(f"a JAX run over {size} processes needs JAX_COORDINATOR_ADDRESS=host:port and "
+                                f"RANK in 0..{size - 1} (got {address!r}, {rank!r}); or use --procs")
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        try:
+            jax.distributed.initialize(address, num_processes=size, process_id=int(rank),
+                                       initialization_timeout=TIMEOUT_S, heartbeat_timeout_seconds=TIMEOUT_S // 2,
+                                       shutdown_timeout_seconds=TIMEOUT_S)
+        except (RuntimeError, ValueError) as e:
+            raise SeqbatchError(f"jax.distributed could not start ({e})") from e
+        # What a process computes alone (initial weights, evaluation) stays on its own device.
+        jax.config.update("jax_default_device", jax.local_devices()[0])
+    return World(jax.process_index(), jax.process_count(), _gather, close_world, shards_batches=False,
+                 devices=jax.device_count())
+
+
+def close_world() -> None:
+    if jax.distributed.is_initialized():
+        jax.distributed.shutdown()
+
+
+def _gather(local: np.ndarray) -> list[np.ndarray]:
+    """Every process's array (lengths may differ by a row) in process order, on every process."""
+    from jax.experimental import multihost_utils
+
+    sizes = np.asarray(multihost_utils.process_allgather(np.array([len(local)], np.int32))).reshape(-1)
+    padded = np.zeros((int(sizes.max()), *local.shape[1:]), local.dtype)
+    padded[: len(local)] = local
+    parts = np.asarray(multihost_utils.process_allgather(padded))
+    return [parts[r][: int(n)] for r, n in enumerate(sizes)]
 
 
 @lru_cache(maxsize=8)
 def data_mesh(n: int) -> Mesh:
-    """A one-axis mesh over the first `n` devices of the default backend."""
+    """A one-axis mesh over the first `n` devices of the default backend (every process's, in a
+    run over processes)."""
     devices = jax.devices()
     cores = os.cpu_count() or 1
-    if jax.default_backend() == "cpu" and n > cores:
+    if jax.default_backend() == "cpu" and min(n, jax.local_device_count()) > cores:
         raise SeqbatchError(f"--devices {n}: JAX's host devices share this machine's {cores} CPU cores; more "
                             f"devices than cores only add synchronisation (give at most {cores})")
     if n > len(devices):
@@ -40,13 +92,36 @@ def data_mesh(n: int) -> Mesh:
 
 
 def replicate(mesh: Mesh, tree: Any) -> Any:
-    """Every leaf on every device of the mesh."""
-    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
+    """Every leaf on every device of the mesh. Over processes, each process holds the same values (the
+    same seed made them) and places its own devices' copies."""
+    sharding = NamedSharding(mesh, PartitionSpec())
+    if jax.process_count() == 1:
+        return jax.device_put(tree, sharding)
+
+    def one(x: Any) -> Any:
+        if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):  # a typed key: its raw data, re-wrapped
+            return jax.random.wrap_key_data(one(jax.random.key_data(x)), impl=jax.random.key_impl(x))
+        host = np.asarray(x)
+        return jax.make_array_from_callback(host.shape, sharding, lambda idx: host[idx])
+
+    return jax.tree.map(one, tree)
 
 
 def shard_batch(mesh: Mesh, *arrays: np.ndarray) -> tuple[Any, ...]:
     """Arrays split along their first (batch) axis over the mesh; a batch that does not divide
-    evenly (an epoch's last, shorter one) is replicated instead and computed whole on each device."""
+    evenly (an epoch's last, shorter one) is replicated instead and computed whole on each device.
+    Each process passes the whole global batch and places only its own devices' rows."""
     n = mesh.devices.size
     spec = PartitionSpec(AXIS) if all(len(a) % n == 0 for a in arrays) else PartitionSpec()
-    return tuple(jax.device_put(a, NamedSharding(mesh, spec)) for a in arrays)
+    sharding = NamedSharding(mesh, spec)
+    hosts = [np.asarray(a) for a in arrays]
+    return tuple(jax.make_array_from_callback(a.shape, sharding, lambda idx, a=a: a[idx]) for a in hosts)
+
+
+def local_copy(tree: Any) -> Any:
+    """Replicated arrays of a mesh that spans processes, as this process's own single-device copies
+    (for computations one process runs alone: evaluation, prediction); other trees unchanged."""
+    def one(x: Any) -> Any:
+        return x.addressable_data(0) if isinstance(x, jax.Array) and not x.is_fully_addressable else x
+
+    return jax.tree.map(one, tree)

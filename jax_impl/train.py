@@ -175,7 +175,10 @@ def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, dict[str, A
 
 
 def model_of(state: TrainState) -> Model:
-    return state.model
+    """The model; over processes, this process's own copy of the replicated weights (what it evaluates alone)."""
+    if state.mesh is None:
+        return state.model
+    return Model(state.model.cfg, parallel.local_copy(state.model.params))
 
 
 # ---- the run state beyond the weights (shared/runs.py)

@@ -1,7 +1,8 @@
 """Data-parallel equivalence (issue 15, item 4), for JAX on N devices of one program,
-`python -m parity.data_parallel --devices 2 [--dtype float32|float64] [--json OUT]`, and for torch
-DistributedDataParallel over processes, `python -m torch.distributed.run --standalone
---nproc-per-node 2 -m parity.data_parallel --backend torch [--dtype ...] [--json OUT]`.
+`python -m parity.data_parallel --devices 2 [--dtype float32|float64] [--json OUT]`, for JAX over N
+processes (one device each, jax.distributed with gloo), `python -m parity.data_parallel --procs 2
+[--dtype ...] [--json OUT]`, and for torch DistributedDataParallel over processes, `python -m
+torch.distributed.run --standalone --nproc-per-node 2 -m parity.data_parallel --backend torch [...]`.
 
 A data-parallel step over N shards must be the single-device step on the same global batch. For
 each case (names-shaped one-hot batches, IMDB-shaped embedding batches, an odd-sized last batch
@@ -52,7 +53,8 @@ def cases(dtype: str) -> dict[str, tuple[ModelConfig, list[Batch]]]:
 
 
 def check(devices: int, dtype: str) -> list[Any]:
-    """Every comparison, single device (first) against `devices` devices (second)."""
+    """Every comparison, single device (first) against `devices` devices (second). Over processes,
+    every process runs both sides (the single-device side on its own device) and rank 0 reports."""
     import jax
 
     from jax_impl import parallel
@@ -156,9 +158,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="parameter dtype")
     p.add_argument("--json", type=Path, default=None, help="also write every comparison here")
     p.add_argument("--backend", choices=("jax", "torch"), default="jax",
-                   help="jax: one program over --devices host devices; torch: DistributedDataParallel, run under "
-                        "torchrun with one process per rank (default jax)")
+                   help="jax: one program over --devices host devices (or over --procs processes); torch: "
+                        "DistributedDataParallel, run under torchrun with one process per rank (default jax)")
+    p.add_argument("--procs", type=int, default=1,
+                   help="jax: one program over this many processes of one device each, started here and joined "
+                        "through jax.distributed (default 1: one process, --devices devices)")
     a = p.parse_args(argv)
+    if a.backend == "jax" and a.procs > 1:
+        if world_size_from_env() == 1:  # the launcher: start the workers, which report
+            from shared.cli.procs import launch_jax
+
+            return launch_jax([x for x in sys.argv[1:]], a.procs, module="parity.data_parallel")
+        return _jax_worker(a)
     if a.backend == "torch":
         os.environ["SEQBATCH_TORCH_DEVICE"] = "cpu"
         if a.dtype == "float64":
@@ -175,6 +186,24 @@ def main(argv: list[str] | None = None) -> int:
     else:
         request_host_devices(a.devices)  # before JAX starts
         found = check(a.devices, a.dtype)
+    return _report(found, a)
+
+
+def _jax_worker(a: argparse.Namespace) -> int:
+    """A process of a JAX run over processes: join, compare on the mesh of every process's device."""
+    from jax_impl import parallel
+
+    world = parallel.init_world()
+    assert world is not None
+    found = check(world.devices, a.dtype)
+    parallel.close_world()
+    if not world.main:
+        return 0
+    a.devices = world.devices
+    return _report(found, a, unit=f"devices over {world.size} processes (jax.distributed)")
+
+
+def _report(found: list[Any], a: argparse.Namespace, unit: str | None = None) -> int:
     failed = [c for c in found if not c.passed]
     worst: dict[str, Any] = {}
     for c in found:
@@ -182,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
             worst[c.quantity] = c
     for q, c in sorted(worst.items()):
         print(f"{q:11s} worst {c.on} {c.value:.3g} (tolerance {c.tol:g}) at {c.where}")
-    unit = "processes (torch DDP)" if a.backend == "torch" else "devices (jax)"
+    unit = unit or ("processes (torch DDP)" if a.backend == "torch" else "devices (jax)")
     print(f"{len(found) - len(failed)} of {len(found)} comparisons pass ({a.devices} {unit}, {a.dtype})")
     if a.json is not None:
         a.json.write_text(json.dumps([dataclasses.asdict(c) for c in found], indent=1) + "\n")

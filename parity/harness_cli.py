@@ -65,7 +65,7 @@ def jax_settings(device: str, dtype: str) -> Iterator[None]:
     import jax
 
     try:
-        jax_device = jax.devices("cpu" if device == "cpu" else "gpu")[0]
+        jax_device = jax.local_devices(backend="cpu" if device == "cpu" else "gpu")[0]  # this process's own
     except RuntimeError as e:
         raise SeqbatchError(f"device {device} asked for, but JAX has no such backend ({e})") from e
     with jax.enable_x64(dtype == "float64"), jax.default_matmul_precision("highest"), jax.default_device(jax_device):

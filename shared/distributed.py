@@ -46,6 +46,11 @@ class World:
     size: int
     gather: Callable[[np.ndarray], list[np.ndarray]]  # every rank's array, in rank order, on every rank
     close: Callable[[], None] = lambda: None  # wait for every rank, then leave the group (before exiting)
+    # True (torch DDP): each rank trains on its shard of every global batch (`ShardedSampler`).
+    # False (JAX over processes): one program; every rank passes the whole global batch, and the
+    # backend places each device's rows (jax_impl/parallel.py).
+    shards_batches: bool = True
+    devices: int = 1  # devices the batch axis is sharded over (JAX over processes: all processes' devices)
 
     @property
     def main(self) -> bool:

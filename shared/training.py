@@ -264,8 +264,9 @@ def _epoch_record(
 
 
 def _stream(sampler: Sampler, world: World | None) -> Iterator[tuple[np.ndarray, int | None]]:
-    """(indices, global batch size or None) per step: the sampler's batches, or this rank's shards."""
-    if world is None or world.size == 1:
+    """(indices, global batch size or None) per step: the sampler's batches, or this rank's shards
+    (a backend that shards the global batch itself, JAX over processes, takes the whole batch)."""
+    if world is None or world.size == 1 or not world.shards_batches:
         return ((index, None) for index in sampler)
     return iter(ShardedSampler(sampler, world.rank, world.size))
 

@@ -211,7 +211,7 @@ def cmd_train(a: argparse.Namespace) -> int:
     if a.resume is None or (a.procs or 1) > 1:
         _checked_flags(a)  # before the run folder is made
     if (a.procs or 1) > 1 and world_size_from_env() == 1:
-        return procs.launch(a)  # this command again, as N workers under torch.distributed.run
+        return procs.launch(a)  # this command again, as N workers (shared/cli/procs.py)
     world = procs.worker_world(a)
     main_rank = world is None or world.main
     say = _stderr if main_rank else procs.quiet
@@ -233,7 +233,8 @@ def cmd_train(a: argparse.Namespace) -> int:
         if pick["eval_every"] is None:  # once per epoch: validation at epoch ends only
             pick["eval_every"] = math.ceil(len(data.train) / pick["batch_size"])
         train_cfg = embedded.train_config(train_config(a, pick, pick["eval_every"], TASK_DEFAULTS[a.task]))
-        train_cfg = dataclasses.replace(train_cfg, devices=a.devices or 1, class_weights=class_weights(
+        devices = world.devices if world is not None and not world.shards_batches else a.devices or 1
+        train_cfg = dataclasses.replace(train_cfg, devices=devices, class_weights=class_weights(
             data.train.labels, a.class_weights or "none", data.num_classes))
         say(f"data: {data.source}: {len(data.train)} train / {len(data.val)} val / {len(data.test)} test, "
             f"{data.num_classes} labels, {len(data.vocab)} tokens")

@@ -89,6 +89,40 @@ def test_the_two_process_ddp_step_is_the_single_process_step(dtype: str, tmp_pat
     assert any(c["max_abs"] > 0 for c in found)  # two processes really summed the gradients
 
 
+# ---- jax: one program over 2 processes (jax.distributed, gloo CPU collectives)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_the_two_process_jax_step_is_the_single_process_step(dtype: str, tmp_path: Path) -> None:
+    out = tmp_path / "jdp.json"
+    done = fresh("-m", "parity.data_parallel", "--procs", "2", "--dtype", dtype, "--json", str(out))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "devices over 2 processes (jax.distributed)" in done.stdout
+    found = json.loads(out.read_text())
+    assert {"names sgd", "names adam", "imdb adam", "uneven sgd", "uneven adam"} <= {c["case"] for c in found}
+    assert all(c["max_rel"] <= c["tol"] for c in found)
+    assert any(c["max_abs"] > 0 for c in found)  # two processes really summed the gradients
+
+
+def test_jax_train_over_two_processes_gives_the_one_process_model(tiny_names_dir: Path, tmp_path: Path) -> None:
+    flags = ["-m", "shared.cli", "train", "--backend", "jax", "--data", str(tiny_names_dir), *NAMES_FLAGS[2:]]
+    results = {}
+    for n in (1, 2):
+        done = fresh(*flags, "--procs", str(n), "--out", str(tmp_path / f"j{n}"))
+        assert done.returncode == 0, done.stderr
+        printed = [line for line in done.stdout.splitlines() if line.startswith('{"backend"')]
+        assert len(printed) == 1, done.stdout  # rank 0 alone prints the result
+        results[n] = json.loads(printed[0])
+    assert results[2]["test"]["top1"] == results[1]["test"]["top1"]
+    assert results[2]["test"]["loss"] == pytest.approx(results[1]["test"]["loss"], rel=1e-5)
+    assert json.loads((tmp_path / "j2" / "config.json").read_text())["train"]["devices"] == 2
+    # The 2-process JAX checkpoint, evaluated by one torch process: the run's own test figure.
+    done = fresh("-m", "shared.cli", "eval", "--checkpoint", str(tmp_path / "j2" / "model.safetensors"),
+                 "--backend", "torch", "--data", str(tiny_names_dir))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["top1"] == results[2]["test"]["top1"]
+
+
 NAMES_FLAGS = ["--backend", "torch", "--hidden", "8", "--embed-dim", "4", "--optimizer", "adam", "--lr", "0.01",
                "--batch-size", "8", "--steps", "12", "--eval-every", "6", "--keep-best", "--no-progress"]
 
@@ -116,7 +150,9 @@ def test_train_with_two_processes_gives_the_single_process_model(tiny_names_dir:
 
 @pytest.mark.parametrize("argv, message", [
     (["--procs", "0"], "--procs must be >= 1"),
-    (["--procs", "2", "--backend", "jax"], "not with the jax backend"),
+    (["--procs", "2", "--backend", "jax", "--devices", "2"], "not with --devices"),
+    (["--procs", "2", "--backend", "torch", "--class-weights", "inverse"], "not with --class-weights on torch"),
+    (["--procs", "2", "--backend", "jax", "--batch-size", "7"], "not divisible by 2 processes"),
     (["--procs", "2", "--batch-size", "7"], "not divisible by 2 processes"),
 ])
 def test_bad_process_requests_are_one_line_errors(argv: list[str], message: str, tiny_names_dir: Path,
@@ -128,9 +164,11 @@ def test_bad_process_requests_are_one_line_errors(argv: list[str], message: str,
     assert not (tmp_path / "r").exists()
 
 
-def test_a_killed_worker_stops_the_whole_run_with_an_error(tiny_names_dir: Path, tmp_path: Path) -> None:
-    """SIGKILL one of two workers mid-run: the launcher ends (torchrun stops the other worker)
-    with one error line, well within the 60 s timeout, instead of hanging."""
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+def test_a_killed_worker_stops_the_whole_run_with_an_error(backend: str, tiny_names_dir: Path,
+                                                          tmp_path: Path) -> None:
+    """SIGKILL one of two workers mid-run: the launcher ends (torchrun, or seqbatch's own JAX
+    launcher, stops the other worker) with one error line, well within 60 s, instead of hanging."""
     import signal
     import time
 
@@ -138,9 +176,9 @@ def test_a_killed_worker_stops_the_whole_run_with_an_error(tiny_names_dir: Path,
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     env["SEQBATCH_TORCH_DEVICE"] = "cpu"
     launcher = subprocess.Popen([sys.executable, "-m", "shared.cli", "train", "--data", str(tiny_names_dir),
-                                 *NAMES_FLAGS[:10], "--steps", "100000", "--eval-every", "50", "--no-progress",
-                                 "--procs", "2", "--out", str(out)], cwd=ROOT, env=env, stderr=subprocess.PIPE,
-                                text=True)
+                                 "--backend", backend, *NAMES_FLAGS[2:10], "--steps", "100000", "--eval-every", "50",
+                                 "--no-progress", "--procs", "2", "--out", str(out)], cwd=ROOT, env=env,
+                                stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
         while not (out / "metrics.jsonl").exists() or len((out / "metrics.jsonl").read_text().splitlines()) < 20:
