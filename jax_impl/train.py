@@ -128,11 +128,12 @@ def _compiled_step(model_cfg: ModelConfig, train_cfg: TrainConfig, kernel: str =
             return (w * per_example).sum() / w.sum()
 
         loss, grads = jax.value_and_grad(mean_loss)(trainable)
-        grad_norm = optax.tree.norm(grads)
-        updates, new_opt = tx.update(grads, opt_state, trainable)
-        new_params = optax.apply_updates(trainable, updates)
-        (trainable, opt_state, key), ok, frozen = guard(train_cfg, loss, grad_norm, frozen,
-                                                        (new_params, new_opt, next_key), (trainable, opt_state, key))
+        with jax.named_scope("optimizer"):  # clipping, the update and the guard (named for profile-step)
+            grad_norm = optax.tree.norm(grads)
+            updates, new_opt = tx.update(grads, opt_state, trainable)
+            new_params = optax.apply_updates(trainable, updates)
+            (trainable, opt_state, key), ok, frozen = guard(
+                train_cfg, loss, grad_norm, frozen, (new_params, new_opt, next_key), (trainable, opt_state, key))
         return merge(trainable, fixed), opt_state, key, frozen, {"loss": loss, "grad_norm": grad_norm, "ok": ok}
 
     return jax.jit(step, donate_argnums=(0, 1))

@@ -54,7 +54,8 @@ class SequenceClassifier(nn.Module):
         valid = jnp.arange(tokens.shape[0]) < length  # derived mask, (T,)
         x: Array = tokens  # layer 0 reads token ids (one-hot: a row gather) or their embeddings
         if cfg.embed_dim is not None:
-            x = param("embedding.weight")[tokens]  # (T, E)
+            with jax.named_scope("input"):  # named scopes: what `seqbatch profile-step` groups the step by
+                x = param("embedding.weight")[tokens]  # (T, E)
         finals: list[Array] = []
         for k in range(cfg.num_layers):
             last = k == cfg.num_layers - 1
@@ -63,7 +64,8 @@ class SequenceClassifier(nn.Module):
                 s = suffix(k, reverse)
                 weights = tuple(param(f"rnn.{w}{s}") for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
                 # The last layer's per-step outputs are never read: only its final state is.
-                hs, final = run_direction(cfg.cell, weights, x, valid, reverse=reverse, collect=not last)
+                with jax.named_scope("recurrence"):
+                    hs, final = run_direction(cfg.cell, weights, x, valid, reverse=reverse, collect=not last)
                 h_last = final[0] if cfg.cell == "lstm" else final
                 outputs.append(hs)
                 finals.append(h_last)
@@ -72,7 +74,8 @@ class SequenceClassifier(nn.Module):
                 if train and cfg.dropout > 0:
                     x = nn.Dropout(cfg.dropout, deterministic=False)(x)
         features = jnp.concatenate(finals)  # (H * directions,), fwd | bwd as torch's h_n
-        return param("head.weight") @ features + param("head.bias")
+        with jax.named_scope("head"):
+            return param("head.weight") @ features + param("head.bias")
 
 
 def init(cfg: ModelConfig, seed: int) -> Model:
@@ -105,7 +108,8 @@ def batch_losses(
     cfg: ModelConfig, params: Params, tokens: Array, lengths: Array, labels: Array, dropout_key: Array | None = None
 ) -> Float[Array, " batch"]:
     out = apply_batch(cfg, params, tokens, lengths, dropout_key)
-    return optax.softmax_cross_entropy_with_integer_labels(out, labels)
+    with jax.named_scope("loss"):
+        return optax.softmax_cross_entropy_with_integer_labels(out, labels)
 
 
 @partial(jax.jit, static_argnums=0)

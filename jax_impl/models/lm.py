@@ -79,18 +79,21 @@ class CharLM(nn.Module):
         valid = jnp.arange(tokens.shape[0]) < length  # derived mask, (T,)
         x: Array = tokens  # layer 0 reads token ids (one-hot: a row gather) or their embeddings
         if cfg.embed_dim is not None:
-            x = param("embedding.weight")[tokens]  # (T, E)
+            with jax.named_scope("input"):  # named scopes: what `seqbatch profile-step` groups the step by
+                x = param("embedding.weight")[tokens]  # (T, E)
         finals = []
         for k in range(cfg.num_layers):
             s = suffix(k, False)
             weights = tuple(param(f"rnn.{w}{s}") for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
             start = (carry[0][k], carry[1][k]) if cfg.cell == "lstm" else carry[0][k]
-            x, final = run_direction(cfg.cell, weights, x, valid, reverse=False, init=start)  # x: (T, H)
+            with jax.named_scope("recurrence"):
+                x, final = run_direction(cfg.cell, weights, x, valid, reverse=False, init=start)  # x: (T, H)
             finals.append(final if cfg.cell == "lstm" else (final,))
             if k < cfg.num_layers - 1:
                 x = dropout(x)  # between layers, as torch's nn.LSTM(dropout=...)
         new = tuple(jnp.stack([f[i] for f in finals]) for i in range(cfg.state_count))  # (L, H) each
-        return dropout(x) @ param("head.weight").T + param("head.bias"), new  # (T, V): the head at every step
+        with jax.named_scope("head"):
+            return dropout(x) @ param("head.weight").T + param("head.bias"), new  # (T, V): the head at every step
 
 
 def init(cfg: LMConfig, seed: int) -> Model:
@@ -128,7 +131,8 @@ def batch_token_losses(
     """Cross-entropy per position, 0 past each row's length, and the new state."""
     out, new = apply_batch(cfg, params, inputs, lengths, carry, dropout_key)
     mask = jnp.arange(inputs.shape[1])[None, :] < lengths[:, None]
-    return jnp.where(mask, optax.softmax_cross_entropy_with_integer_labels(out, targets), 0.0), new
+    with jax.named_scope("loss"):
+        return jnp.where(mask, optax.softmax_cross_entropy_with_integer_labels(out, targets), 0.0), new
 
 
 def _mean_loss(cfg: LMConfig, params: Params, inputs: Array, targets: Array, lengths: Array, carry: JaxCarry,
@@ -219,12 +223,13 @@ def _compiled_step(model_cfg: LMConfig, train_cfg: TrainConfig) -> Callable[...,
             return _mean_loss(model_cfg, p, inputs, targets, lengths, carry, sub if use_dropout else None)
 
         (loss_value, new), grads = jax.value_and_grad(mean_loss, has_aux=True)(params)
-        grad_norm = optax.tree.norm(grads)
-        updates, new_opt = tx.update(grads, opt_state, params)
-        new_params = optax.apply_updates(params, updates)
-        (params, opt_state, key, new), ok, frozen = guard(
-            train_cfg, loss_value, grad_norm, frozen, (new_params, new_opt, next_key, new),
-            (params, opt_state, key, carry))
+        with jax.named_scope("optimizer"):  # clipping, the update and the guard
+            grad_norm = optax.tree.norm(grads)
+            updates, new_opt = tx.update(grads, opt_state, params)
+            new_params = optax.apply_updates(params, updates)
+            (params, opt_state, key, new), ok, frozen = guard(
+                train_cfg, loss_value, grad_norm, frozen, (new_params, new_opt, next_key, new),
+                (params, opt_state, key, carry))
         return params, opt_state, key, new, frozen, {"loss": loss_value, "grad_norm": grad_norm, "ok": ok}
 
     return jax.jit(step, donate_argnums=(0, 1, 3))
