@@ -36,7 +36,7 @@ VARIANTS = {"sgd": TrainConfig(optimizer="sgd", lr=0.05, momentum=0.9, batch_siz
             "adam": TrainConfig(optimizer="adam", lr=0.01, batch_size=8, steps=STEPS)}
 
 
-def cases(dtype: str) -> dict[str, tuple[ModelConfig, list[Batch]]]:
+def cases(dtype: str, steps: int = STEPS) -> dict[str, tuple[ModelConfig, list[Batch]]]:
     """Configs and the batches each trains on: names-like (one-hot, ragged, T 16), IMDB-like
     (embedding, bidirectional, reviews cut to 400), and 7-example batches (no even split on 2)."""
     from parity import harness as H
@@ -45,14 +45,14 @@ def cases(dtype: str) -> dict[str, tuple[ModelConfig, list[Batch]]]:
     imdb = ModelConfig(50, 2, cell="gru", bidirectional=True, hidden_size=8, embed_dim=6,
                        dtype=dtype)  # type: ignore[arg-type]
     rng = np.random.default_rng(0)
-    odd = [H.pattern_batch(names, "ragged", rng) for _ in range(STEPS)]
+    odd = [H.pattern_batch(names, "ragged", rng) for _ in range(steps)]
     odd = [dataclasses.replace(b, tokens=b.tokens[:7], lengths=b.lengths[:7], labels=b.labels[:7]) for b in odd]
-    return {"names": (names, [H.pattern_batch(names, "ragged", rng) for _ in range(STEPS)]),
-            "imdb": (imdb, [H.pattern_batch(imdb, "imdb_front", rng) for _ in range(STEPS)]),
+    return {"names": (names, [H.pattern_batch(names, "ragged", rng) for _ in range(steps)]),
+            "imdb": (imdb, [H.pattern_batch(imdb, "imdb_front", rng) for _ in range(steps)]),
             "uneven": (names, odd)}
 
 
-def check(devices: int, dtype: str) -> list[Any]:
+def check(devices: int, dtype: str, steps: int = STEPS) -> list[Any]:
     """Every comparison, single device (first) against `devices` devices (second). Over processes,
     every process runs both sides (the single-device side on its own device) and rank 0 reports."""
     import jax
@@ -68,7 +68,7 @@ def check(devices: int, dtype: str) -> list[Any]:
     found = []
     with jax_settings("cpu", dtype):
         mesh = parallel.data_mesh(devices)
-        for case, (cfg, batches) in cases(dtype).items():
+        for case, (cfg, batches) in cases(dtype, steps).items():
             model = jb.init(cfg, 0)
             b = batches[0]
             one = _gradients(cfg, model.params, b.tokens, b.lengths, b.labels)
@@ -160,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--backend", choices=("jax", "torch"), default="jax",
                    help="jax: one program over --devices host devices (or over --procs processes); torch: "
                         "DistributedDataParallel, run under torchrun with one process per rank (default jax)")
+    p.add_argument("--steps", type=int, default=STEPS,
+                   help=f"training steps per optimizer and case (default {STEPS}, the issue's check; fewer for a "
+                        "quick run, e.g. JAX over processes in the tests, where every step waits on gloo)")
     p.add_argument("--procs", type=int, default=1,
                    help="jax: one program over this many processes of one device each, started here and joined "
                         "through jax.distributed (default 1: one process, --devices devices)")
@@ -185,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         a.devices = world_size_from_env()
     else:
         request_host_devices(a.devices)  # before JAX starts
-        found = check(a.devices, a.dtype)
+        found = check(a.devices, a.dtype, a.steps)
     return _report(found, a)
 
 
@@ -195,7 +198,7 @@ def _jax_worker(a: argparse.Namespace) -> int:
 
     world = parallel.init_world()
     assert world is not None
-    found = check(world.devices, a.dtype)
+    found = check(world.devices, a.dtype, a.steps)
     parallel.close_world()
     if not world.main:
         return 0
