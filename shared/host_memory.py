@@ -21,11 +21,12 @@ def keep_freed_host_memory() -> None:
     The thresholds bind glibc's main heap only. A thread that allocates while the main heap is busy
     gets an arena of its own, made of 64 MB heaps that glibc unmaps whenever one empties, whatever
     the thresholds say: XLA:CPU's worker threads allocate the step's buffers there, so a JAX step
-    still page-faulted ~120 MB a step (30,000 minor faults; the names LSTM at batch 512 ran 1.3x
-    slower for it). One arena (`M_ARENA_MAX` = 1) keeps every thread on the main heap. A thread
-    keeps the arena it first allocated from, so this must run before the backends start their
-    thread pools: `seqbatch` calls it first thing (shared/cli), and both backends call it again when
-    they train on a CPU (too late for the arena, still in time for the thresholds). A no-op off glibc.
+    still page-faulted ~120 MB a step (30,000 minor faults; the LM step at hidden 128, batch
+    128 x 100 took ~141 ms instead of ~114). One arena (`M_ARENA_MAX` = 1) keeps every thread on the
+    main heap. A thread keeps the arena it first allocated from, so this must run before the
+    backends start their thread pools: `seqbatch` calls it first thing (shared/cli), and both
+    backends call it again when they train on a CPU (too late for the arena, still in time for the
+    thresholds). A no-op off glibc.
     """
     global _HOST_MEMORY_KEPT
     if _HOST_MEMORY_KEPT or not sys.platform.startswith("linux"):
