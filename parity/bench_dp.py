@@ -105,8 +105,8 @@ def worker(layout: str, n: int, min_seconds: float, out: Path, hidden: int = HID
             main = world.main
             world.close()
     if main:
-        out.write_text(json.dumps({"layout": layout, "n": n, "step_ms": round(1e3 * seconds, 3),
-                                   "examples_per_s": round(batch / seconds, 1)}) + "\n")
+        out.write_text(json.dumps({"layout": layout, "n": n, "step_ms": 1e3 * seconds,
+                                   "examples_per_s": batch / seconds}) + "\n")
 
 
 def run_layout(layout: str, n: int, min_seconds: float, out: Path, hidden: int = HIDDEN,

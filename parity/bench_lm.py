@@ -197,7 +197,7 @@ def measure_job(job: Job, cfg: LMConfig, batch: int, seq: int, device: str, peak
     result = measure(build(job, cfg), windows(batch, 3, seq=seq), min_seconds=min_seconds)
     flops = step_flops(cfg, batch, seq)
     rate = flops / (result["step_ms"] / 1e3)
-    return {**result, "gflop_per_s": round(rate / 1e9, 2), "flops_fraction": round(rate / peak, 4),
+    return {**result, "gflop_per_s": rate / 1e9, "flops_fraction": rate / peak,
             "peak_mem_mb": round(memory.peak_mb(), 1)}
 
 

@@ -73,8 +73,8 @@ def measure_point(impl: str, t: int, b: int, h: int, peak: float, *, min_seconds
     flops = float(np.mean([recurrent_flops(model_cfg, x) for x in pool]))
     seconds = timing["step_ms"] / 1e3
     return {"impl": impl, "backend": backend, "T": t, "B": b, "H": h, "step_ms": round(timing["step_ms"], 3),
-            "tokens_per_s": round(tokens / seconds, 1), "gflop_per_s": round(flops / seconds / 1e9, 2),
-            "flops_fraction": round(flops / seconds / peak, 4), "peak_mem_mb": round(memory.peak_mb(), 1)}
+            "tokens_per_s": tokens / seconds, "gflop_per_s": flops / seconds / 1e9,
+            "flops_fraction": flops / seconds / peak, "peak_mem_mb": round(memory.peak_mb(), 1)}
 
 
 def plan(sweeps: dict[str, tuple[int, ...]], base: dict[str, int], impls: tuple[str, ...]) -> list[dict[str, Any]]:

@@ -26,7 +26,7 @@ def test_bench_lm_writes_records_for_ours_and_the_anchors(tmp_path: Path, capsys
         assert r["task"] == "charlm" and r["chars_per_s"] > 0 and r["seq_length"] == 100
         cfg = LMConfig(VOCAB, cell=r["cell"], num_layers=2, hidden_size=r["hidden"], embed_dim=EMBED)
         rate = step_flops(cfg, r["batch_size"], 100) / (r["step_ms"] / 1e3)
-        assert r["gflop_per_s"] == pytest.approx(rate / 1e9, rel=1e-3)
+        assert r["gflop_per_s"] == pytest.approx(rate / 1e9, rel=1e-2)  # step_ms is rounded to the microsecond
         assert r["flops_fraction"] == pytest.approx(rate / max(result["matmul_peak_flops"].values()), rel=1e-2)
         assert r["peak_mem_mb"] > 0
     assert (out / "throughput.png").read_bytes()[:4] == b"\x89PNG"
