@@ -21,10 +21,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -37,15 +35,10 @@ HIDDEN, BATCH, POOL = 128, 512, 4
 
 
 def _measure(step: Any, pool: list[Any], min_seconds: float) -> float:
-    for batch in pool:  # warm-up: compiles every shape of the pool
-        step(batch)
-    passes: list[float] = []
-    while len(passes) < 3 or (sum(passes) < min_seconds and len(passes) < 50):
-        start = time.perf_counter()
-        for batch in pool:
-            step(batch)
-        passes.append(time.perf_counter() - start)
-    return statistics.median(passes) / len(pool)
+    """Seconds per step: parity/bench.py's measure (warm-up over the pool, at least 3 passes)."""
+    from parity.bench import measure
+
+    return measure(step, pool, repeats=3 * len(pool), min_seconds=min_seconds)["step_ms"] / 1e3
 
 
 def worker(layout: str, n: int, min_seconds: float, out: Path, hidden: int = HIDDEN, batch: int = BATCH) -> None:
