@@ -53,6 +53,21 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             report.longrepr = f"{REQUIRE_DATA_ENV}=1 but the test skipped: {reason}"
 
 
+# The CPUs the suite started with (module-scoped fixtures may pin before a test's own fixtures run).
+_CPU_MASK = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+
+
+@pytest.fixture(autouse=True)
+def _restore_cpu_mask() -> Iterator[None]:
+    """Give the test process back its CPUs after each test. `seqbatch bench ... --threads 1` run
+    in-process pins the calling process to one CPU (parity/bench.py `use_device`), and every process
+    started after it inherits the mask: the suite then ran the rest of its work, subprocesses
+    included, on one core (the two-process JAX check took 175 s instead of 40)."""
+    yield
+    if _CPU_MASK is not None and os.sched_getaffinity(0) != _CPU_MASK:
+        os.sched_setaffinity(0, _CPU_MASK)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.option.importmode = "importlib"
     # Not yet `jax.config.update("jax_numpy_rank_promotion", "raise")` (equinox's habit): jax_impl/models.py
