@@ -57,6 +57,7 @@ class BenchConfig:
     per_example_n: int = 64  # examples per per-example measurement (it does not depend on B)
     anchors: bool = True
     bucketed: bool = True
+    multiple: int = 8  # batches are padded to a multiple of this (`seqbatch train --bucket`)
     threads: int | None = None  # intra-op threads for both libraries; None = each library's default
     seed: int = 0
 
@@ -233,13 +234,15 @@ def machine_info(device: str, backends: tuple[str, ...]) -> dict[str, Any]:
 # ---- data: pools of real batches, padding waste, FLOPs ------------------------------------------
 
 
-def batch_pool(data: Dataset, batch_size: int, *, bucketed: bool, k: int, seed: int) -> tuple[list[Batch], float]:
-    """`k` full batches of one epoch, picked at evenly spaced quantiles of their padded length so
-    that the pool's shapes look like the epoch's; and the epoch's padding waste."""
+def batch_pool(data: Dataset, batch_size: int, *, bucketed: bool, k: int, seed: int, multiple: int = 8
+               ) -> tuple[list[Batch], float]:
+    """`k` full batches of one epoch, padded to a multiple of `multiple`, picked at evenly spaced
+    quantiles of their padded length so that the pool's shapes look like the epoch's; and the
+    epoch's padding waste."""
     split = data.train
     chunk = BUCKET_CHUNK if bucketed else 0
     sampler = Sampler(split.labels, batch_size, kind="epoch", seed=seed, lengths=split.lengths, bucket_chunk=chunk)
-    batches = [split.batch(idx) for idx in sampler.epoch()]
+    batches = [split.batch(idx, multiple=multiple) for idx in sampler.epoch()]
     full = sorted((b for b in batches if len(b) == batch_size), key=lambda b: (b.tokens.shape[1], b.lengths.sum()))
     full = full or batches
     picks = sorted({min(len(full) - 1, int((i + 0.5) * len(full) / k)) for i in range(k)})
@@ -341,13 +344,14 @@ def run_job(job: Job, cfg: BenchConfig, data: Dataset, peak: float, watch: Compi
             step = _backend_step(job.backend, model_cfg, train_cfg, per_example=per_example,
                                  kernel="scan" if per_example else kernel)
     k = 1 if job.impl == "per_example" else cfg.pool
-    pool, waste = batch_pool(data, job.batch_size, bucketed=job.bucketed, k=k, seed=cfg.seed)
+    pool, waste = batch_pool(data, job.batch_size, bucketed=job.bucketed, k=k, seed=cfg.seed, multiple=cfg.multiple)
     memory = MemoryProbe(cfg.device, job.backend)
     memory.reset()
     with watch.watching() if watch is not None and job.backend == "jax" else nullcontext():
         timing = measure(step, pool, repeats=cfg.repeats, min_seconds=cfg.min_seconds)
     record: dict[str, Any] = {"backend": job.backend, "impl": job.impl, "cell": job.cell, "hidden": job.hidden,
-                              "batch_size": job.batch_size, "device": cfg.device, "bucketed": job.bucketed, **timing}
+                              "batch_size": job.batch_size, "device": cfg.device, "bucketed": job.bucketed,
+                              "pad_multiple": cfg.multiple, **timing}
     if job.impl != "per_example":
         flops = statistics.mean(recurrent_flops(model_cfg, b) for b in pool)
         record.update(padding_waste=waste, time_steps=statistics.mean(b.tokens.shape[1] for b in pool),
@@ -396,5 +400,5 @@ def run(cfg: BenchConfig, *, progress: bool = True, log: Callable[[str], Any] = 
 def quick(cfg: BenchConfig) -> BenchConfig:
     """The small grid of `--quick`, keeping the run's device, data, backends and kernel."""
     return replace(QUICK, backends=cfg.backends, data=cfg.data, device=cfg.device, jax_kernel=cfg.jax_kernel,
-                   repeats=cfg.repeats, threads=cfg.threads, seed=cfg.seed)
+                   repeats=cfg.repeats, threads=cfg.threads, seed=cfg.seed, multiple=cfg.multiple)
 

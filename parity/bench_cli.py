@@ -75,6 +75,9 @@ def add_bench(sub: Any) -> None:
     p.add_argument("--threads", type=int, default=None,
                    help="pin the run to N CPUs and N torch threads (e.g. 1 on a machine shared with other jobs, "
                         "where multi-threaded torch stalls); default: all CPUs, each library's own threads")
+    p.add_argument("--pad-multiple", type=int, default=8, metavar="M",
+                   help="pad every batch to a multiple of M time steps, as `seqbatch train --bucket M` (default 8; "
+                        "1 pads exactly: least padding for the masked scan, one JAX compilation per length)")
     p.add_argument("--no-anchors", action="store_true", help="skip the flax / torch-padded / cuDNN anchors")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=cmd_bench)
@@ -96,6 +99,7 @@ def check_flags(a: argparse.Namespace) -> Path:
     if not a.cells:
         raise SeqbatchError("--cells: give at least one of rnn, lstm, gru")
     flags.at_least(a.per_example_n, 1, "--per-example-n")
+    flags.at_least(a.pad_multiple, 1, "--pad-multiple")
     flags.threads(a.threads)
     flags.existing(a.data)
     a.device = a.device or _default_device()
@@ -112,7 +116,7 @@ def cmd_bench(a: argparse.Namespace) -> int:
     backends = ("torch", "jax") if a.backend == "both" else (a.backend,)
     cfg = BenchConfig(backends=backends, cells=a.cells, hiddens=a.hidden, batch_sizes=a.batch_sizes, data=a.data,
                       device=device, jax_kernel=a.jax_kernel, repeats=a.repeats, anchors=not a.no_anchors,
-                      threads=a.threads)
+                      threads=a.threads, multiple=a.pad_multiple)
     if a.quick:
         cfg = replace(quick(cfg), anchors=not a.no_anchors)
     if a.per_example_n is not None:
@@ -146,8 +150,10 @@ def target_table(results: list[dict[str, Any]]) -> str:
         r for r in results if r["impl"] == "seqbatch"]
     if lstm and not any(r["batch_size"] == 512 and r["hidden"] == 128 for r in lstm):
         at = {"cell": lstm[-1]["cell"], "hidden": lstm[-1]["hidden"], "batch_size": lstm[-1]["batch_size"]}
+    multiple = next((r.get("pad_multiple", 8) for r in results), 8)
     rows = [f"Target ratios at {at['cell']}, hidden {at['hidden']}, batch {at['batch_size']} "
-            "(plain: the epoch sampler; bucketed: length-sorted chunks of 16 batches):", "",
+            "(plain: the epoch sampler; bucketed: length-sorted chunks of 16 batches; "
+            f"lengths padded to a multiple of {multiple}):", "",
             "| ratio | target | plain | bucketed |", "| --- | --- | --- | --- |"]
     for name, (b1, i1), (b2, i2), goal in TARGETS:
         cells = []

@@ -6,6 +6,7 @@ import itertools
 import json
 import math
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +114,26 @@ def test_bucketing_pads_less_and_the_pool_is_made_of_full_batches() -> None:
     assert all(len(b) == 64 for b in plain_pool + bucket_pool) and len(plain_pool) == 3
     # quantile picks: the pool's shapes span the epoch's instead of repeating one
     assert len({b.tokens.shape[1] for b in bucket_pool}) > 1
+
+
+def test_the_pad_multiple_sets_the_pools_lengths_and_its_waste() -> None:
+    data = names_dataset(None)
+    for bucketed in (False, True):
+        exact, exact_waste = batch_pool(data, 64, bucketed=bucketed, k=3, seed=0, multiple=1)
+        eights, eight_waste = batch_pool(data, 64, bucketed=bucketed, k=3, seed=0, multiple=8)
+        assert all(b.tokens.shape[1] == int(b.lengths.max()) for b in exact)  # padded to the longest, no further
+        assert all(b.tokens.shape[1] % 8 == 0 for b in eights)
+        assert exact_waste < eight_waste
+
+
+def test_bench_records_and_reports_its_pad_multiple(tmp_path: Path) -> None:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SEQBATCH_TORCH_DEVICE", "cpu")
+        result = run(replace(TINY, backends=("torch",), anchors=False, multiple=3), progress=False, log=lambda _: None)
+    assert {r["pad_multiple"] for r in result["results"]} == {3}
+    assert all(r["time_steps"] % 3 == 0 for r in result["results"] if "time_steps" in r)
+    write_report(result, tmp_path)
+    assert "padded to a multiple of 3" in (tmp_path / "bench.md").read_text()
 
 
 def test_recurrent_flops_count_real_tokens_and_treat_one_hot_as_a_lookup() -> None:
