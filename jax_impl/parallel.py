@@ -107,15 +107,25 @@ def replicate(mesh: Mesh, tree: Any) -> Any:
     return jax.tree.map(one, tree)
 
 
-def shard_batch(mesh: Mesh, *arrays: np.ndarray) -> tuple[Any, ...]:
-    """Arrays split along their first (batch) axis over the mesh; a batch that does not divide
-    evenly (an epoch's last, shorter one) is replicated instead and computed whole on each device.
-    Each process passes the whole global batch and places only its own devices' rows."""
+def shard_batch(mesh: Mesh, *arrays: Any, axis: int = 0) -> tuple[Any, ...]:
+    """Arrays split along their batch axis (`axis`: 0, or 1 for a carried state [layers, B, H]) over
+    the mesh; a batch that does not divide evenly (an epoch's last, shorter one) is replicated instead
+    and computed whole on each device. Each process passes the whole global batch and places only
+    its own devices' rows."""
     n = mesh.devices.size
-    spec = PartitionSpec(AXIS) if all(len(a) % n == 0 for a in arrays) else PartitionSpec()
+    even = all(a.shape[axis] % n == 0 for a in arrays)
+    spec = PartitionSpec(*([None] * axis), AXIS) if even else PartitionSpec()
     sharding = NamedSharding(mesh, spec)
-    hosts = [np.asarray(a) for a in arrays]
-    return tuple(jax.make_array_from_callback(a.shape, sharding, lambda idx, a=a: a[idx]) for a in hosts)
+
+    def one(a: Any) -> Any:
+        # A state the previous step left on the mesh moves device to device (if at all); a global
+        # array of several processes cannot come to the host whole.
+        if isinstance(a, jax.Array) and (jax.process_count() == 1 or not a.is_fully_addressable):
+            return jax.device_put(a, sharding)
+        host = np.asarray(a)
+        return jax.make_array_from_callback(host.shape, sharding, lambda idx: host[idx])
+
+    return tuple(one(a) for a in arrays)
 
 
 def local_copy(tree: Any) -> Any:

@@ -6,7 +6,8 @@ torch.distributed.run --standalone --nproc-per-node 2 -m parity.data_parallel --
 
 A data-parallel step over N shards must be the single-device step on the same global batch. For
 each case (names-shaped one-hot batches, IMDB-shaped embedding batches, an odd-sized last batch
-that does not shard evenly) this compares, single device against the mesh: the loss and every
+that does not shard evenly; for JAX also the language model: stream windows whose state carries
+over, sharded by row, and ragged documents) this compares, single device against the mesh: the loss and every
 gradient (fp32 within 1e-6 relative, fp64 within 1e-12), and every step's loss and the final weights
 of 20 SGD and 20 Adam steps (within 1e-5 relative in fp32). On a CPU the devices are host devices:
 the command sets `--xla_force_host_platform_device_count` before JAX starts, so run it as its own
@@ -52,7 +53,10 @@ def cases(dtype: str, steps: int = STEPS) -> dict[str, tuple[ModelConfig, list[B
             "uneven": (names, odd)}
 
 
-def check(devices: int, dtype: str, steps: int = STEPS) -> list[Any]:
+KINDS = ("classifier", "lm")
+
+
+def check(devices: int, dtype: str, steps: int = STEPS, kinds: tuple[str, ...] = KINDS) -> list[Any]:
     """Every comparison, single device (first) against `devices` devices (second). Over processes,
     every process runs both sides (the single-device side on its own device) and rank 0 reports."""
     import jax
@@ -68,7 +72,7 @@ def check(devices: int, dtype: str, steps: int = STEPS) -> list[Any]:
     found = []
     with jax_settings("cpu", dtype):
         mesh = parallel.data_mesh(devices)
-        for case, (cfg, batches) in cases(dtype, steps).items():
+        for case, (cfg, batches) in (cases(dtype, steps) if "classifier" in kinds else {}).items():
             model = jb.init(cfg, 0)
             b = batches[0]
             one = _gradients(cfg, model.params, b.tokens, b.lengths, b.labels)
@@ -89,6 +93,59 @@ def check(devices: int, dtype: str, steps: int = STEPS) -> list[Any]:
                 final = [jb.to_params(s.model) for s in states]
                 found += [H.compare("dp.weights", f"{case} {name}", k, v, final[1][k], WEIGHT_REL_TOL[dtype], "rel")
                           for k, v in final[0].items()]
+        if "lm" in kinds:
+            found += check_lm(devices, dtype, steps)
+    return found
+
+
+def lm_cases(dtype: str, steps: int = STEPS) -> dict[str, tuple[Any, list[Any]]]:
+    """The language model (2-layer LSTM, embedding): consecutive stream windows whose state carries
+    over (4 rows: 2 per device), and ragged documents (6 per batch, uneven real tokens per shard)."""
+    from parity import lm as P
+    from shared.kinds.lm import LMConfig
+
+    cfg = LMConfig(P.VOCAB, cell="lstm", num_layers=2, hidden_size=P.HIDDEN, embed_dim=P.EMBED, dtype=dtype)  # type: ignore[arg-type]
+    rng = np.random.default_rng(1)
+    return {"lm stream": (cfg, P.stream_batches(rng, steps)), "lm documents": (cfg, P.doc_batches(rng, steps))}
+
+
+def check_lm(devices: int, dtype: str, steps: int = STEPS) -> list[Any]:
+    """The LM's step on the mesh against one device: the gradient of the first batch, then every
+    step's loss and the final weights of SGD and Adam runs, the state carried window to window."""
+    import jax
+
+    from jax_impl import parallel
+    from jax_impl.models import lm
+    from parity import harness as H
+    from shared.backend import get_backend
+
+    jb = get_backend("jax")
+    mesh = parallel.data_mesh(devices)
+    found = []
+    for case, (cfg, batches) in lm_cases(dtype, steps).items():
+        model = lm.init(cfg, 0)
+        b = batches[0]
+        carry = lm._carry_in(cfg, b, None)
+        one = lm._gradients(cfg, model.params, b.inputs, b.targets, b.lengths, carry)
+        many = lm._gradients(cfg, parallel.replicate(mesh, model.params),
+                             *parallel.shard_batch(mesh, b.inputs, b.targets, b.lengths),
+                             parallel.shard_batch(mesh, *carry, axis=1))
+        found += [H.compare("dp.grad", case, jax.tree_util.keystr(path), np.asarray(g1),
+                            np.asarray(parallel.local_copy(g2)), GRAD_REL_TOL[dtype], "rel")
+                  for (path, g1), g2 in zip(jax.tree_util.tree_leaves_with_path(one), jax.tree.leaves(many),
+                                            strict=True)]
+        for name, tc in VARIANTS.items():
+            states = [lm.train_state(model, tc), lm.train_state(model, dataclasses.replace(tc, devices=devices))]
+            losses: list[list[float]] = [[], []]
+            for batch in batches:
+                for i, s in enumerate(states):
+                    states[i], metrics = lm.train_step(s, batch)
+                    losses[i].append(float(np.asarray(parallel.local_copy(metrics["loss"]))))
+            found.append(H.compare("dp.loss", f"{case} {name}", "", losses[0], losses[1], GRAD_REL_TOL[dtype],
+                                   "rel", elementwise=True))
+            final = [jb.to_params(lm.model_of(s)) for s in states]
+            found += [H.compare("dp.weights", f"{case} {name}", k, v, final[1][k], WEIGHT_REL_TOL[dtype], "rel")
+                      for k, v in final[0].items()]
     return found
 
 
@@ -163,6 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=STEPS,
                    help=f"training steps per optimizer and case (default {STEPS}, the issue's check; fewer for a "
                         "quick run, e.g. JAX over processes in the tests, where every step waits on gloo)")
+    p.add_argument("--kinds", default=",".join(KINDS),
+                   help="jax: comma list of the model kinds to check, classifier and/or lm (default both)")
     p.add_argument("--procs", type=int, default=1,
                    help="jax: one program over this many processes of one device each, started here and joined "
                         "through jax.distributed (default 1: one process, --devices devices)")
@@ -188,8 +247,15 @@ def main(argv: list[str] | None = None) -> int:
         a.devices = world_size_from_env()
     else:
         request_host_devices(a.devices)  # before JAX starts
-        found = check(a.devices, a.dtype, a.steps)
+        found = check(a.devices, a.dtype, a.steps, _kinds(a.kinds))
     return _report(found, a)
+
+
+def _kinds(text: str) -> tuple[str, ...]:
+    kinds = tuple(k.strip() for k in text.split(",") if k.strip())
+    if not kinds or any(k not in KINDS for k in kinds):
+        raise SystemExit(f"--kinds: a comma list of {', '.join(KINDS)}, got {text!r}")
+    return kinds
 
 
 def _jax_worker(a: argparse.Namespace) -> int:
@@ -198,7 +264,7 @@ def _jax_worker(a: argparse.Namespace) -> int:
 
     world = parallel.init_world()
     assert world is not None
-    found = check(world.devices, a.dtype, a.steps)
+    found = check(world.devices, a.dtype, a.steps, _kinds(a.kinds))
     parallel.close_world()
     if not world.main:
         return 0

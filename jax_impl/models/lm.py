@@ -23,6 +23,7 @@ import numpy as np
 import optax
 from jaxtyping import Array, Float, Int
 
+from jax_impl import parallel
 from jax_impl.models.common import (
     Model,
     Params,
@@ -207,6 +208,7 @@ class TrainState:
     step: int = 0
     carry: JaxCarry | None = None  # the state the last window left, on the device
     frozen: Any = False  # device bool: a bad step came with on_nan="stop" (shared/guard.py)
+    mesh: Any = None  # TrainConfig.devices > 1: the data-parallel mesh (jax_impl/parallel.py)
 
 
 @lru_cache(maxsize=32)
@@ -240,8 +242,11 @@ def train_state(model: Model, cfg: TrainConfig) -> TrainState:
         keep_freed_host_memory()
     # Copy the parameters: the jitted step donates its inputs, and the caller keeps `model`.
     params = jax.tree.map(jnp.array, model.params)
-    return TrainState(Model(model.cfg, params), make_optimizer(cfg).init(params), jax.random.key(cfg.seed), cfg,
-                      frozen=jnp.zeros((), bool))
+    opt_state, key, frozen, mesh = make_optimizer(cfg).init(params), jax.random.key(cfg.seed), jnp.zeros((), bool), None
+    if cfg.devices > 1:  # data parallel: the batch's rows (and their carried state) sharded, the rest replicated
+        mesh = parallel.data_mesh(cfg.devices)
+        params, opt_state, key, frozen = parallel.replicate(mesh, (params, opt_state, key, frozen))
+    return TrainState(Model(model.cfg, params), opt_state, key, cfg, frozen=frozen, mesh=mesh)
 
 
 def train_step(state: TrainState, batch: LMBatch) -> tuple[TrainState, dict[str, Any]]:
@@ -251,14 +256,21 @@ def train_step(state: TrainState, batch: LMBatch) -> tuple[TrainState, dict[str,
     cfg = state.model.cfg
     fn = _compiled_step(cfg, state.cfg)
     carry = _carry_in(cfg, batch, state.carry)
+    inputs = (batch.inputs, batch.targets, batch.lengths)
+    if state.mesh is not None:  # rows over the devices; the state [layers, B, H] by its row axis
+        inputs = parallel.shard_batch(state.mesh, *inputs)
+        carry = parallel.shard_batch(state.mesh, *carry, axis=1)
     params, opt_state, key, new, frozen, metrics = fn(state.model.params, state.opt_state, state.key, carry,
-                                                      state.frozen, batch.inputs, batch.targets, batch.lengths)
+                                                      state.frozen, *inputs)
     return dataclasses.replace(state, model=Model(cfg, params), opt_state=opt_state, key=key, carry=new,
                                frozen=frozen, step=state.step + 1), metrics
 
 
 def model_of(state: TrainState) -> Model:
-    return state.model
+    """The model; over processes, this process's own copy of the replicated weights."""
+    if state.mesh is None:
+        return state.model
+    return Model(state.model.cfg, parallel.local_copy(state.model.params))
 
 
 def state_arrays(state: TrainState) -> dict[str, np.ndarray]:

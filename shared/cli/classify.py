@@ -140,7 +140,7 @@ def add_train(sub: Any) -> None:
                    help="what --keep-best maximises on validation: top1 or balanced_accuracy (names: "
                         "balanced_accuracy, which study 3 found raises it 2.3 points at no cost in top-1; imdb: top1)")
     p.add_argument("--devices", type=int, default=None,
-                   help="jax, names and imdb: data parallel in one program, each batch sharded over N devices "
+                   help="jax, names, imdb and charlm: data parallel in one program, each batch sharded over N devices "
                         "(on a CPU, N host devices made before JAX starts); the same model as one device "
                         "(default 1)")
     procs.add_procs_arg(p)

@@ -12,6 +12,7 @@ from shared.backend import get_backend, kind_module
 from shared.cli.common import _backend_arg, _eval_dtype_arg, _load_model, _run_config, _stderr
 from shared.cli.runflags import check_train_flags, recorded_flags
 from shared.config import TrainConfig, check_seed
+from shared.distributed import request_host_devices
 from shared.errors import SeqbatchError
 from shared.kinds.lm import LMConfig
 from shared.lm_data import LMDataConfig, load_lm_data
@@ -32,7 +33,7 @@ LM_FLAGS: dict[str, str] = {"seq_length": "--seq-length", "lm_batching": "--lm-b
 # Classifier flags a language model has no use for.
 NOT_LM: dict[str, str] = {
     "class_weights": "--class-weights", "select": "--select",
-    "padding": "--padding", "devices": "--devices", "procs": "--procs",
+    "padding": "--padding", "procs": "--procs",
     "bidirectional": "--bidirectional", "sampler": "--sampler", "torch_kernel": "--torch-kernel",
                           "level": "--level", "max_len": "--max-len", "truncate": "--truncate",
                           "min_freq": "--min-freq", "max_vocab": "--max-vocab", "stop_words": "--stop-words",
@@ -75,6 +76,12 @@ def check_flags(a: argparse.Namespace, pick: dict[str, Any], defaults: dict[str,
     seq_length = 100 if a.seq_length is None else a.seq_length
     if seq_length < 1:
         raise SeqbatchError(f"--seq-length must be >= 1, got {seq_length}")
+    devices = 1 if a.devices is None else a.devices
+    if devices < 1 or (devices > 1 and a.backend != "jax"):
+        raise SeqbatchError(f"--devices {devices}: give N >= 1; N > 1 is the jax backend's data parallel")
+    if devices > 1 and pick["batch_size"] % devices:
+        raise SeqbatchError(f"--batch-size {pick['batch_size']} is not divisible by --devices {devices}: each "
+                            f"device takes an equal share of the rows; give a multiple of {devices}")
     if a.time_limit is not None and not (math.isfinite(a.time_limit) and a.time_limit > 0):
         raise SeqbatchError(f"--time-limit must be > 0 minutes, got {a.time_limit}")
     steps, epochs = a.steps, (a.epochs if a.steps is None else None)
@@ -90,6 +97,7 @@ def cmd_train(a: argparse.Namespace, pick: dict[str, Any], defaults: dict[str, A
 
     seq_length = 100 if a.seq_length is None else a.seq_length
     steps, epochs = a.steps, a.epochs
+    request_host_devices(a.devices or 1)  # before JAX starts
     backend = get_backend(a.backend)
     data = load_lm_data(a.data, _data_config(a))
     model_cfg = LMConfig(vocab_size=len(data.vocab), cell=a.cell, num_layers=pick["layers"],
@@ -98,7 +106,7 @@ def cmd_train(a: argparse.Namespace, pick: dict[str, Any], defaults: dict[str, A
     train_cfg = TrainConfig(optimizer=pick["optimizer"], lr=pick["lr"], momentum=a.momentum,
                             batch_size=pick["batch_size"], steps=steps, epochs=epochs, clip_norm=pick["clip_norm"],
                             seed=a.seed, eval_every=pick["eval_every"], on_nan=a.on_nan, max_loss=a.max_loss,
-                            init=a.init)
+                            init=a.init, devices=a.devices or 1)
     _stderr(f"data: {data.source} ({data.cfg.batching}): {data.chars['train']} / {data.chars['val']} / "
             f"{data.chars['test']} characters train / val / test, {len(data.vocab)} tokens")
     info = {"task": a.task, "cli": recorded_flags(a), "environment": environment(),
