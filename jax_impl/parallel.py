@@ -28,7 +28,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from shared.distributed import World, world_size_from_env
 from shared.errors import SeqbatchError
 
-__all__ = ["TIMEOUT_S", "close_world", "data_mesh", "init_world", "local_copy", "replicate", "shard_batch"]
+__all__ = ["TIMEOUT_S", "close_world", "data_mesh", "init_world", "local_copy", "replicate", "replicate_global",
+           "shard_batch"]
 
 AXIS = "batch"
 TIMEOUT_S = 60  # joining, and noticing a process that stopped sending heartbeats (half of it)
@@ -105,6 +106,12 @@ def replicate(mesh: Mesh, tree: Any) -> Any:
         return jax.make_array_from_callback(host.shape, sharding, lambda idx: host[idx])
 
     return jax.tree.map(one, tree)
+
+
+def replicate_global(mesh: Mesh, tree: Any) -> Any:
+    """Arrays already on the mesh (sharded over processes), gathered whole onto every device: every
+    process must call it (a collective)."""
+    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
 
 
 def shard_batch(mesh: Mesh, *arrays: Any, axis: int = 0) -> tuple[Any, ...]:

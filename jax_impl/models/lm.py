@@ -262,6 +262,10 @@ def train_step(state: TrainState, batch: LMBatch) -> tuple[TrainState, dict[str,
         carry = parallel.shard_batch(state.mesh, *carry, axis=1)
     params, opt_state, key, new, frozen, metrics = fn(state.model.params, state.opt_state, state.key, carry,
                                                       state.frozen, *inputs)
+    if state.mesh is not None and jax.process_count() > 1:
+        # Over processes, each holds only its devices' rows of the state; gathered whole on every
+        # process (one small all-gather a step), rank 0 can save it with the run state.
+        new = parallel.replicate_global(state.mesh, new)
     return dataclasses.replace(state, model=Model(cfg, params), opt_state=opt_state, key=key, carry=new,
                                frozen=frozen, step=state.step + 1), metrics
 

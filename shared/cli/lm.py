@@ -9,10 +9,11 @@ from typing import Any
 
 from shared import checkpoint
 from shared.backend import get_backend, kind_module
+from shared.cli import procs
 from shared.cli.common import _backend_arg, _eval_dtype_arg, _load_model, _run_config, _stderr
 from shared.cli.runflags import check_train_flags, recorded_flags
 from shared.config import TrainConfig, check_seed
-from shared.distributed import request_host_devices
+from shared.distributed import request_host_devices, world_size_from_env
 from shared.errors import SeqbatchError
 from shared.kinds.lm import LMConfig
 from shared.lm_data import LMDataConfig, load_lm_data
@@ -33,7 +34,7 @@ LM_FLAGS: dict[str, str] = {"seq_length": "--seq-length", "lm_batching": "--lm-b
 # Classifier flags a language model has no use for.
 NOT_LM: dict[str, str] = {
     "class_weights": "--class-weights", "select": "--select",
-    "padding": "--padding", "procs": "--procs",
+    "padding": "--padding",
     "bidirectional": "--bidirectional", "sampler": "--sampler", "torch_kernel": "--torch-kernel",
                           "level": "--level", "max_len": "--max-len", "truncate": "--truncate",
                           "min_freq": "--min-freq", "max_vocab": "--max-vocab", "stop_words": "--stop-words",
@@ -82,6 +83,16 @@ def check_flags(a: argparse.Namespace, pick: dict[str, Any], defaults: dict[str,
     if devices > 1 and pick["batch_size"] % devices:
         raise SeqbatchError(f"--batch-size {pick['batch_size']} is not divisible by --devices {devices}: each "
                             f"device takes an equal share of the rows; give a multiple of {devices}")
+    n = a.procs if a.procs is not None else world_size_from_env()
+    if n < 1:
+        raise SeqbatchError(f"--procs must be >= 1, got {n}")
+    if n > 1 and (a.backend != "jax" or devices > 1 or a.resume is not None):
+        why = "--backend torch" if a.backend != "jax" else "--devices" if devices > 1 else "--resume"
+        raise SeqbatchError(f"a language model over {n} processes is built for the jax backend, without --devices "
+                            f"or --resume; not with {why}")
+    if n > 1 and pick["batch_size"] % n:
+        raise SeqbatchError(f"--batch-size {pick['batch_size']} is not divisible by {n} processes: each takes an "
+                            f"equal share of the rows; give a multiple of {n}")
     if a.time_limit is not None and not (math.isfinite(a.time_limit) and a.time_limit > 0):
         raise SeqbatchError(f"--time-limit must be > 0 minutes, got {a.time_limit}")
     steps, epochs = a.steps, (a.epochs if a.steps is None else None)
@@ -98,6 +109,9 @@ def cmd_train(a: argparse.Namespace, pick: dict[str, Any], defaults: dict[str, A
     seq_length = 100 if a.seq_length is None else a.seq_length
     steps, epochs = a.steps, a.epochs
     request_host_devices(a.devices or 1)  # before JAX starts
+    world = procs.worker_world(a)  # over processes (jax): one program, every process passes the global batch
+    main_rank = world is None or world.main
+    say = _stderr if main_rank else procs.quiet
     backend = get_backend(a.backend)
     data = load_lm_data(a.data, _data_config(a))
     model_cfg = LMConfig(vocab_size=len(data.vocab), cell=a.cell, num_layers=pick["layers"],
@@ -106,15 +120,19 @@ def cmd_train(a: argparse.Namespace, pick: dict[str, Any], defaults: dict[str, A
     train_cfg = TrainConfig(optimizer=pick["optimizer"], lr=pick["lr"], momentum=a.momentum,
                             batch_size=pick["batch_size"], steps=steps, epochs=epochs, clip_norm=pick["clip_norm"],
                             seed=a.seed, eval_every=pick["eval_every"], on_nan=a.on_nan, max_loss=a.max_loss,
-                            init=a.init, devices=a.devices or 1)
-    _stderr(f"data: {data.source} ({data.cfg.batching}): {data.chars['train']} / {data.chars['val']} / "
+                            init=a.init, devices=world.devices if world is not None else a.devices or 1)
+    say(f"data: {data.source} ({data.cfg.batching}): {data.chars['train']} / {data.chars['val']} / "
             f"{data.chars['test']} characters train / val / test, {len(data.vocab)} tokens")
     info = {"task": a.task, "cli": recorded_flags(a), "environment": environment(),
             "split": {"seed": a.seed, "data": str(a.data or "default"), "data_sha256": data_hash(a.data)}}
-    result = fit_lm(backend, model_cfg, train_cfg, data, seq_length=seq_length, progress=not a.no_progress,
-                    log=_stderr, run_info=info, keep_best=pick["keep_best"],
+    result = fit_lm(backend, model_cfg, train_cfg, data, seq_length=seq_length,
+                    progress=not a.no_progress and main_rank, log=say, run_info=info, keep_best=pick["keep_best"],
                     max_seconds=None if a.time_limit is None else a.time_limit * 60,
                     bucket_chunk=pick["bucket_chunk"] or 0, folder=folder, checkpoint_every=a.checkpoint_every)
+    if world is not None:
+        world.close()
+    if not main_rank:
+        return 0
     print(strict_json({"backend": backend.name, "train_seconds": round(result.seconds, 1), "steps": result.steps,
                       "val": result.val, "test": result.test}))
     _stderr(f"wrote {a.out}/model.safetensors, metrics.jsonl, loss.png")

@@ -64,7 +64,8 @@ def test_train_with_two_devices_gives_the_single_device_model(tiny_names_dir: Pa
     assert config["train"]["devices"] == 2
 
 
-def test_a_language_model_trained_on_two_devices_is_the_one_device_model(tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["--devices", "--procs"])
+def test_a_language_model_trained_on_two_devices_is_the_one_device_model(how: str, tmp_path: Path) -> None:
     text = tmp_path / "t.txt"
     text.write_text("the quick brown fox jumps over the lazy dog. " * 120, encoding="utf-8")
     flags = ["-m", "shared.cli", "train", "--task", "charlm", "--backend", "jax", "--data", str(text), "--hidden",
@@ -72,10 +73,17 @@ def test_a_language_model_trained_on_two_devices_is_the_one_device_model(tmp_pat
              "10", "--lr", "0.03", "--no-progress"]
     runs = {}
     for n in (1, 2):
-        done = fresh(*flags, "--devices", str(n), "--out", str(tmp_path / f"lm{n}"))
+        done = fresh(*flags, how, str(n), "--out", str(tmp_path / f"lm{n}"))
         assert done.returncode == 0, done.stderr
-        runs[n] = json.loads(done.stdout.strip().splitlines()[-1])
+        printed = [line for line in done.stdout.splitlines() if line.startswith('{"backend"')]
+        assert len(printed) == 1, done.stdout  # over processes, rank 0 alone prints the result
+        runs[n] = json.loads(printed[0])
         assert json.loads((tmp_path / f"lm{n}" / "config.json").read_text())["train"]["devices"] == n
+    # The run state holds every row's carried state (over processes too: gathered for rank 0 to save).
+    from safetensors.numpy import load_file
+
+    saved = load_file(tmp_path / "lm2" / "state" / "run.safetensors")
+    assert saved["carry/0"].shape == (2, 8, 12)  # [layers, rows, hidden]
     assert runs[2]["test"]["nats_per_char"] == pytest.approx(runs[1]["test"]["nats_per_char"], rel=1e-5)
     assert runs[2]["val"]["nats_per_char"] == pytest.approx(runs[1]["val"]["nats_per_char"], rel=1e-5)
     assert runs[1]["test"]["nats_per_char"] < 2.8  # it learned something (uniform over its 29 tokens: 3.37)
@@ -85,6 +93,10 @@ def test_a_language_model_trained_on_two_devices_is_the_one_device_model(tmp_pat
     (["--backend", "torch", "--devices", "2"], "--devices 2"),
     (["--backend", "jax", "--devices", "0"], "--devices 0"),
     (["--backend", "jax", "--devices", "2", "--batch-size", "7"], "not divisible by --devices 2"),
+    (["--backend", "torch", "--procs", "2"], "not with --backend torch"),
+    (["--backend", "jax", "--procs", "2", "--devices", "2"], "not with --devices"),
+    (["--backend", "jax", "--procs", "2", "--batch-size", "7"], "not divisible by 2 processes"),
+    (["--backend", "jax", "--procs", "0"], "--procs must be >= 1"),
 ])
 def test_bad_device_requests_for_a_language_model_are_one_line_errors(argv: list[str], message: str,
                                                                       tmp_path: Path) -> None:
