@@ -6,8 +6,8 @@ torch.distributed.run --standalone --nproc-per-node 2 -m parity.data_parallel --
 
 A data-parallel step over N shards must be the single-device step on the same global batch. For
 each case (names-shaped one-hot batches, IMDB-shaped embedding batches, an odd-sized last batch
-that does not shard evenly; for JAX also the language model: stream windows whose state carries
-over, sharded by row, and ragged documents) this compares, single device against the mesh: the loss and every
+that does not shard evenly; also the language model: stream windows whose state carries over,
+sharded by row, and ragged documents) this compares, single device against the mesh: the loss and every
 gradient (fp32 within 1e-6 relative, fp64 within 1e-12), and every step's loss and the final weights
 of 20 SGD and 20 Adam steps (within 1e-5 relative in fp32). On a CPU the devices are host devices:
 the command sets `--xla_force_host_platform_device_count` before JAX starts, so run it as its own
@@ -208,6 +208,48 @@ def check_torch(dtype: str) -> list[Any]:
                 losses[1].append(float(metrics["loss"]))
                 if reference is not None:
                     reference, ref_metrics = train_step(reference, batch)
+                    losses[0].append(float(ref_metrics["loss"]))
+            if world.main:
+                found.append(H.compare("dp.loss", f"{case} {name}", "", losses[0], losses[1], GRAD_REL_TOL[dtype],
+                                       "rel", elementwise=True))
+                final = tb.to_params(state.model)
+                found += [H.compare("dp.weights", f"{case} {name}", k, v, final[k], WEIGHT_REL_TOL[dtype], "rel")
+                          for k, v in tb.to_params(reference.model).items()]
+    return found + check_torch_lm(dtype, world)
+
+
+def check_torch_lm(dtype: str, world: Any) -> list[Any]:
+    """The language model under DDP: each rank its rows of every batch (their state carried), against
+    one model on the whole batch on rank 0: the first batch's gradients, then every step's loss and
+    the final weights of SGD and Adam runs."""
+    from parity import harness as H
+    from reference_torch import parallel
+    from reference_torch.models import lm
+    from shared.backend import get_backend
+    from shared.kinds.lm import shard_rows
+
+    tb = get_backend("torch")
+    found = []
+    for case, (cfg, batches) in lm_cases(dtype).items():
+        model = lm.init(cfg, 0)
+        b, part = batches[0], shard_rows(batches[0], world.rank, world.size)
+        ddp = parallel.wrap(model)  # kept alive through backward: its hooks do the all-reduce
+        out, _ = lm._forward(model, part, None, ddp)
+        (lm.token_losses(out, part).sum() / part.global_tokens * world.size).backward()
+        many = {n: p.grad.detach().numpy().copy() for n, p in model.named_parameters()}
+        if world.main:
+            one = lm.gradients(tb.from_params(cfg, tb.to_params(model)), b)
+            found += [H.compare("dp.grad", case, n, g, many[n], GRAD_REL_TOL[dtype], "rel") for n, g in one.items()]
+        for name, tc in VARIANTS.items():
+            start = tb.to_params(lm.init(cfg, 1))
+            state = lm.train_state(tb.from_params(cfg, start), tc)  # DDP: a process group runs
+            reference = lm.train_state(tb.from_params(cfg, start), tc, ddp=False) if world.main else None
+            losses: list[list[float]] = [[], []]
+            for batch in batches:
+                state, metrics = lm.train_step(state, shard_rows(batch, world.rank, world.size))
+                losses[1].append(float(metrics["loss"]))
+                if reference is not None:
+                    reference, ref_metrics = lm.train_step(reference, batch)
                     losses[0].append(float(ref_metrics["loss"]))
             if world.main:
                 found.append(H.compare("dp.loss", f"{case} {name}", "", losses[0], losses[1], GRAD_REL_TOL[dtype],

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,8 @@ from tqdm.auto import tqdm
 from shared import checkpoint
 from shared.backend import Backend, kind_module
 from shared.config import TrainConfig
-from shared.kinds.lm import Carry, LMBatch, LMConfig, lm_report
+from shared.distributed import World
+from shared.kinds.lm import Carry, LMBatch, LMConfig, lm_report, shard_rows
 from shared.lm_data import LMData, batches_per_epoch, check_trainable, eval_batches, train_batches
 from shared.loop import FitResult, RunLoop
 from shared.plots import lm_curves
@@ -67,6 +68,7 @@ def fit_lm(
     folder: RunFolder | None = None,
     mode: str = "new",
     checkpoint_every: int | None = None,
+    world: World | None = None,
 ) -> LMRunResult:
     """Train from a fresh seeded model (or resume a run folder); validate every `eval_every` steps
     (and at the end); test once.
@@ -75,18 +77,22 @@ def fit_lm(
     metrics.jsonl streamed (loss per step; `split: val` records with the training seconds so far;
     the final record with val and test metrics), the run state in state/ (the carried state
     included), then model.safetensors (vocabulary and LMDataConfig in its metadata) and loss.png.
+
+    `world` (torch DDP, shared/distributed.py): this process trains on its rows of every global
+    batch (`shard_rows`) and carries their state; every rank evaluates the whole split alone (the
+    same figures). JAX over processes passes its world's devices in `train_cfg.devices` instead.
     """
     check_trainable(data, train_cfg.batch_size, seq_length)
     with opened(folder, out_dir, mode, log) as run:
         return _fit_lm(backend, model_cfg, train_cfg, data, run, seq_length=seq_length, progress=progress,
                        log=log, run_info=run_info, keep_best=keep_best, max_seconds=max_seconds,
-                       bucket_chunk=bucket_chunk, checkpoint_every=checkpoint_every)
+                       bucket_chunk=bucket_chunk, checkpoint_every=checkpoint_every, world=world)
 
 
 def _fit_lm(
     backend: Backend, model_cfg: LMConfig, train_cfg: TrainConfig, data: LMData, folder: RunFolder | None, *,
     seq_length: int, progress: bool, log: Callable[[str], Any], run_info: dict[str, Any] | None, keep_best: bool,
-    max_seconds: float | None, bucket_chunk: int, checkpoint_every: int | None,
+    max_seconds: float | None, bucket_chunk: int, checkpoint_every: int | None, world: World | None = None,
 ) -> LMRunResult:
     per_epoch = batches_per_epoch(data, train_cfg.batch_size, seq_length)
     n_steps = steps_for(train_cfg, data, seq_length)
@@ -101,6 +107,8 @@ def _fit_lm(
     loop = RunLoop(backend, model_cfg, train_cfg, folder, make_checkpoint, checkpoint_every, log)
     state, done = loop.start(config)
     batches = train_batches(data, train_cfg.batch_size, seq_length, seed=train_cfg.seed, bucket_chunk=bucket_chunk)
+    if world is not None and world.size > 1 and world.shards_batches:
+        batches = _rows_of(batches, world)
     for _ in range(done):  # the stream is a function of the seed: replay it to where the run stopped
         next(batches)
     pending: list[tuple[int, Any]] = []
@@ -167,6 +175,14 @@ def _write_outputs(out: Path, backend: Backend, model: Any, cfg: LMConfig, data:
                   title=f"{backend.name} {cfg.cell} x{cfg.num_layers} h{cfg.hidden_size} LM on {data.source}")
     except Exception as e:  # matplotlib and the file system raise many types
         log(f"warning: the plot was not written ({type(e).__name__}: {e}); the model and metrics were")
+
+
+def _rows_of(batches: Iterator[LMBatch], world: World) -> Iterator[LMBatch]:
+    """This rank's rows of each global batch; a batch with fewer rows than ranks (a documents epoch's
+    last) is left out on every rank alike."""
+    for batch in batches:
+        if len(batch) >= world.size:
+            yield shard_rows(batch, world.rank, world.size)
 
 
 def steps_for(train_cfg: TrainConfig, data: LMData, seq_length: int) -> int:

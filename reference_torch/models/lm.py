@@ -19,6 +19,7 @@ from jaxtyping import Float, Int
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from reference_torch import parallel
 from reference_torch.models.common import DTYPES, default_device, load_checked, rnn_module, seeded
 from reference_torch.train import (
     frozen_metrics,
@@ -100,9 +101,11 @@ def _carry_in(model: CharLM, batch: LMBatch, carry: Carry | TorchCarry | None) -
                                  dtype=like.dtype) for c in carry)
 
 
-def _forward(model: CharLM, batch: LMBatch, carry: Any) -> tuple[torch.Tensor, TorchCarry]:
+def _forward(model: CharLM, batch: LMBatch, carry: Any, runner: torch.nn.Module | None = None
+             ) -> tuple[torch.Tensor, TorchCarry]:
+    """`runner`: the module to call instead of `model` (its DistributedDataParallel wrapper)."""
     inputs = torch.as_tensor(batch.inputs, device=_device(model))
-    return model(inputs, torch.as_tensor(batch.lengths), _carry_in(model, batch, carry))
+    return (runner or model)(inputs, torch.as_tensor(batch.lengths), _carry_in(model, batch, carry))
 
 
 def token_losses(
@@ -172,13 +175,19 @@ class TrainState:
     step: int = 0
     carry: TorchCarry | None = None  # the state the last window left, detached
     frozen: bool = False  # a bad step came with on_nan="stop": later steps do nothing (shared/guard.py)
+    ddp: torch.nn.Module | None = None  # data parallel over processes: `model` inside DDP (reference_torch/parallel.py)
 
 
-def train_state(model: CharLM, cfg: TrainConfig) -> TrainState:
+def train_state(model: CharLM, cfg: TrainConfig, *, ddp: bool | None = None) -> TrainState:
+    """`ddp`: wrap the model in DistributedDataParallel (each rank then trains on its rows of every
+    global batch, `shared.kinds.lm.shard_rows`, carrying their state); None: when a process group of
+    2 or more ranks runs."""
     torch.manual_seed(cfg.seed)  # dropout masks
     if _device(model).type == "cpu":
         keep_freed_host_memory()  # 40 % of a CPU step went to page faults without it
-    return TrainState(model, make_optimizer(model, cfg), cfg)
+    if ddp is None:
+        ddp = parallel.active()
+    return TrainState(model, make_optimizer(model, cfg), cfg, ddp=parallel.wrap(model) if ddp else None)
 
 
 def train_step(state: TrainState, batch: LMBatch) -> tuple[TrainState, dict[str, Any]]:
@@ -191,8 +200,15 @@ def train_step(state: TrainState, batch: LMBatch) -> tuple[TrainState, dict[str,
     model = state.model
     model.train()
     rng = rng_snapshot(_device(model))
-    out, new = _forward(model, batch, state.carry)
-    metrics = guarded_update(state, mean_loss(out, batch), rng)
+    out, new = _forward(model, batch, state.carry, state.ddp)
+    if state.ddp is None:
+        metrics = guarded_update(state, mean_loss(out, batch), rng)
+    else:
+        # This rank's share of the global batch's mean over real tokens; DDP averages the gradients
+        # over the ranks, so the objective is scaled by the world size; the loss reported is the sum of
+        # the shares: the global mean, whatever each rank's count of real tokens.
+        share = token_losses(out, batch).sum() / (batch.global_tokens or batch.n_tokens * parallel.world())
+        metrics = guarded_update(state, parallel.all_reduce_sum(share), rng, share * parallel.world())
     if metrics["ok"]:
         state.carry = tuple(c.detach() for c in new)  # truncated BPTT: no gradient crosses the window edge
     return state, metrics

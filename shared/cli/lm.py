@@ -86,10 +86,9 @@ def check_flags(a: argparse.Namespace, pick: dict[str, Any], defaults: dict[str,
     n = a.procs if a.procs is not None else world_size_from_env()
     if n < 1:
         raise SeqbatchError(f"--procs must be >= 1, got {n}")
-    if n > 1 and (a.backend != "jax" or devices > 1 or a.resume is not None):
-        why = "--backend torch" if a.backend != "jax" else "--devices" if devices > 1 else "--resume"
-        raise SeqbatchError(f"a language model over {n} processes is built for the jax backend, without --devices "
-                            f"or --resume; not with {why}")
+    if n > 1 and (devices > 1 or a.resume is not None):
+        raise SeqbatchError(f"a language model over {n} processes is built without --devices or --resume; not "
+                            f"with {'--devices' if devices > 1 else '--resume'}")
     if n > 1 and pick["batch_size"] % n:
         raise SeqbatchError(f"--batch-size {pick['batch_size']} is not divisible by {n} processes: each takes an "
                             f"equal share of the rows; give a multiple of {n}")
@@ -109,7 +108,8 @@ def cmd_train(a: argparse.Namespace, pick: dict[str, Any], defaults: dict[str, A
     seq_length = 100 if a.seq_length is None else a.seq_length
     steps, epochs = a.steps, a.epochs
     request_host_devices(a.devices or 1)  # before JAX starts
-    world = procs.worker_world(a)  # over processes (jax): one program, every process passes the global batch
+    # Over processes: torch DDP trains each rank on its rows; JAX runs one program over every process's devices.
+    world = procs.worker_world(a)
     main_rank = world is None or world.main
     say = _stderr if main_rank else procs.quiet
     backend = get_backend(a.backend)
@@ -120,7 +120,8 @@ def cmd_train(a: argparse.Namespace, pick: dict[str, Any], defaults: dict[str, A
     train_cfg = TrainConfig(optimizer=pick["optimizer"], lr=pick["lr"], momentum=a.momentum,
                             batch_size=pick["batch_size"], steps=steps, epochs=epochs, clip_norm=pick["clip_norm"],
                             seed=a.seed, eval_every=pick["eval_every"], on_nan=a.on_nan, max_loss=a.max_loss,
-                            init=a.init, devices=world.devices if world is not None else a.devices or 1)
+                            init=a.init,
+                            devices=world.devices if world is not None and not world.shards_batches else a.devices or 1)
     say(f"data: {data.source} ({data.cfg.batching}): {data.chars['train']} / {data.chars['val']} / "
             f"{data.chars['test']} characters train / val / test, {len(data.vocab)} tokens")
     info = {"task": a.task, "cli": recorded_flags(a), "environment": environment(),
@@ -128,7 +129,8 @@ def cmd_train(a: argparse.Namespace, pick: dict[str, Any], defaults: dict[str, A
     result = fit_lm(backend, model_cfg, train_cfg, data, seq_length=seq_length,
                     progress=not a.no_progress and main_rank, log=say, run_info=info, keep_best=pick["keep_best"],
                     max_seconds=None if a.time_limit is None else a.time_limit * 60,
-                    bucket_chunk=pick["bucket_chunk"] or 0, folder=folder, checkpoint_every=a.checkpoint_every)
+                    bucket_chunk=pick["bucket_chunk"] or 0, folder=folder, checkpoint_every=a.checkpoint_every,
+                    world=world)
     if world is not None:
         world.close()
     if not main_rank:

@@ -106,6 +106,9 @@ class LMBatch:
     targets: Int[np.ndarray, "batch time"]
     lengths: Int[np.ndarray, " batch"]
     reset: bool = True
+    # Data parallel over processes (torch DDP): this rank's rows of a global batch that has this many
+    # real tokens, so that the loss is the global batch's mean (`shard_rows`); None: the batch is whole.
+    global_tokens: int | None = None
 
     def __post_init__(self) -> None:
         if self.inputs.shape != self.targets.shape or self.lengths.shape != self.inputs.shape[:1]:
@@ -122,6 +125,17 @@ class LMBatch:
     @property
     def n_tokens(self) -> int:
         return int(np.asarray(self.lengths).sum())
+
+
+def shard_rows(batch: LMBatch, rank: int, world: int) -> LMBatch:
+    """Rank `rank`'s rows of a global batch: a contiguous block (block r of `world` nearly equal
+    ones), so that a stream row keeps its place, and with it its carried state, window after window;
+    marked with the global batch's real tokens."""
+    if len(batch) < world:
+        raise SeqbatchError(f"a batch of {len(batch)} rows cannot be shared by {world} ranks")
+    rows = np.array_split(np.arange(len(batch)), world)[rank]
+    return LMBatch(batch.inputs[rows], batch.targets[rows], batch.lengths[rows], batch.reset,
+                   global_tokens=batch.n_tokens)
 
 
 def zero_carry(cfg: LMConfig, batch: int) -> Carry:

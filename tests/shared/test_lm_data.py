@@ -220,3 +220,19 @@ def test_lm_data_config_from_bad_json_is_a_seqbatch_error(text: str, message: st
         LMDataConfig.from_json(text)
     cfg = LMDataConfig("documents", "file", 3)
     assert LMDataConfig.from_json(cfg.to_json()) == cfg
+
+
+def test_shard_rows_deals_contiguous_blocks_marked_with_the_global_token_count() -> None:
+    from shared.kinds.lm import LMBatch, shard_rows
+
+    rng = np.random.default_rng(0)
+    lengths = np.array([5, 1, 3, 4, 2, 5, 5], np.int32)
+    tokens = rng.integers(2, 9, (7, 5)).astype(np.int32)
+    batch = LMBatch(tokens, np.roll(tokens, -1, axis=1), lengths, reset=False)
+    parts = [shard_rows(batch, r, 3) for r in range(3)]
+    assert [len(p) for p in parts] == [3, 2, 2]
+    assert np.array_equal(np.concatenate([p.inputs for p in parts]), tokens)  # in order: a row keeps its place
+    assert all(p.global_tokens == int(lengths.sum()) and p.reset is False for p in parts)
+    assert sum(p.n_tokens for p in parts) == int(lengths.sum())
+    with pytest.raises(SeqbatchError, match="cannot be shared by 8 ranks"):
+        shard_rows(batch, 0, 8)
