@@ -198,24 +198,37 @@ def check_torch(dtype: str) -> list[Any]:
             single = tb.from_params(cfg, tb.to_params(model))
             one = tb.gradients(single, b)
             found += [H.compare("dp.grad", case, n, g, many[n], GRAD_REL_TOL[dtype], "rel") for n, g in one.items()]
-        for name, tc in VARIANTS.items():
-            start = tb.to_params(tb.init(cfg, 1))
-            state = train_state(tb.from_params(cfg, start), tc)  # DDP: a process group runs
-            reference = train_state(tb.from_params(cfg, start), tc, ddp=False) if world.main else None
-            losses: list[list[float]] = [[], []]
-            for batch in batches:
-                state, metrics = train_step(state, shard(batch, world.rank, world.size))
-                losses[1].append(float(metrics["loss"]))
-                if reference is not None:
-                    reference, ref_metrics = train_step(reference, batch)
-                    losses[0].append(float(ref_metrics["loss"]))
-            if world.main:
-                found.append(H.compare("dp.loss", f"{case} {name}", "", losses[0], losses[1], GRAD_REL_TOL[dtype],
-                                       "rel", elementwise=True))
-                final = tb.to_params(state.model)
-                found += [H.compare("dp.weights", f"{case} {name}", k, v, final[k], WEIGHT_REL_TOL[dtype], "rel")
-                          for k, v in tb.to_params(reference.model).items()]
+        found += _ddp_trajectories(case, cfg, batches, world, dtype, tb.init, train_state, train_step, shard)
     return found + check_torch_lm(dtype, world)
+
+
+def _ddp_trajectories(case: str, cfg: Any, batches: list[Any], world: Any, dtype: str, init: Any, train_state: Any,
+                      train_step: Any, shard_fn: Any) -> list[Any]:
+    """SGD and Adam runs from the same start: DDP on each rank's shard against one model on the
+    whole batches (rank 0): every step's loss and the final weights (rank 0 returns them)."""
+    from parity import harness as H
+    from shared.backend import get_backend
+
+    tb = get_backend("torch")
+    found = []
+    for name, tc in VARIANTS.items():
+        start = tb.to_params(init(cfg, 1))
+        state = train_state(tb.from_params(cfg, start), tc)  # DDP: a process group runs
+        reference = train_state(tb.from_params(cfg, start), tc, ddp=False) if world.main else None
+        losses: list[list[float]] = [[], []]
+        for batch in batches:
+            state, metrics = train_step(state, shard_fn(batch, world.rank, world.size))
+            losses[1].append(float(metrics["loss"]))
+            if reference is not None:
+                reference, ref_metrics = train_step(reference, batch)
+                losses[0].append(float(ref_metrics["loss"]))
+        if world.main:
+            found.append(H.compare("dp.loss", f"{case} {name}", "", losses[0], losses[1], GRAD_REL_TOL[dtype],
+                                   "rel", elementwise=True))
+            final = tb.to_params(state.model)
+            found += [H.compare("dp.weights", f"{case} {name}", k, v, final[k], WEIGHT_REL_TOL[dtype], "rel")
+                      for k, v in tb.to_params(reference.model).items()]
+    return found
 
 
 def check_torch_lm(dtype: str, world: Any) -> list[Any]:
@@ -240,23 +253,8 @@ def check_torch_lm(dtype: str, world: Any) -> list[Any]:
         if world.main:
             one = lm.gradients(tb.from_params(cfg, tb.to_params(model)), b)
             found += [H.compare("dp.grad", case, n, g, many[n], GRAD_REL_TOL[dtype], "rel") for n, g in one.items()]
-        for name, tc in VARIANTS.items():
-            start = tb.to_params(lm.init(cfg, 1))
-            state = lm.train_state(tb.from_params(cfg, start), tc)  # DDP: a process group runs
-            reference = lm.train_state(tb.from_params(cfg, start), tc, ddp=False) if world.main else None
-            losses: list[list[float]] = [[], []]
-            for batch in batches:
-                state, metrics = lm.train_step(state, shard_rows(batch, world.rank, world.size))
-                losses[1].append(float(metrics["loss"]))
-                if reference is not None:
-                    reference, ref_metrics = lm.train_step(reference, batch)
-                    losses[0].append(float(ref_metrics["loss"]))
-            if world.main:
-                found.append(H.compare("dp.loss", f"{case} {name}", "", losses[0], losses[1], GRAD_REL_TOL[dtype],
-                                       "rel", elementwise=True))
-                final = tb.to_params(state.model)
-                found += [H.compare("dp.weights", f"{case} {name}", k, v, final[k], WEIGHT_REL_TOL[dtype], "rel")
-                          for k, v in tb.to_params(reference.model).items()]
+        found += _ddp_trajectories(case, cfg, batches, world, dtype, lm.init, lm.train_state, lm.train_step,
+                                   shard_rows)
     return found
 
 
