@@ -196,7 +196,7 @@ def _checked_flags(a: argparse.Namespace) -> dict[str, Any]:
     if a.devices is not None and (a.devices < 1 or (a.devices > 1 and a.backend != "jax")):
         raise SeqbatchError(f"--devices {a.devices}: give N >= 1; N > 1 is the jax backend's data parallel "
                             "(torch's, DistributedDataParallel over processes, is not built yet)")
-    procs.check_procs(a, classifier=True)
+    procs.check_procs(a, a.batch_size)
     if a.task == "imdb":
         text_config(a)  # TextConfig's own checks (--padding right|left need a --max-len, ...)
     if a.bucket_chunk is None and pick["sampler"] == "random":

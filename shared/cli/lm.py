@@ -13,7 +13,7 @@ from shared.cli import procs
 from shared.cli.common import _backend_arg, _eval_dtype_arg, _load_model, _run_config, _stderr
 from shared.cli.runflags import check_train_flags, recorded_flags
 from shared.config import TrainConfig, check_seed
-from shared.distributed import request_host_devices, world_size_from_env
+from shared.distributed import request_host_devices
 from shared.errors import SeqbatchError
 from shared.kinds.lm import LMConfig
 from shared.lm_data import LMDataConfig, load_lm_data
@@ -83,15 +83,7 @@ def check_flags(a: argparse.Namespace, pick: dict[str, Any], defaults: dict[str,
     if devices > 1 and pick["batch_size"] % devices:
         raise SeqbatchError(f"--batch-size {pick['batch_size']} is not divisible by --devices {devices}: each "
                             f"device takes an equal share of the rows; give a multiple of {devices}")
-    n = a.procs if a.procs is not None else world_size_from_env()
-    if n < 1:
-        raise SeqbatchError(f"--procs must be >= 1, got {n}")
-    if n > 1 and (devices > 1 or a.resume is not None):
-        raise SeqbatchError(f"a language model over {n} processes is built without --devices or --resume; not "
-                            f"with {'--devices' if devices > 1 else '--resume'}")
-    if n > 1 and pick["batch_size"] % n:
-        raise SeqbatchError(f"--batch-size {pick['batch_size']} is not divisible by {n} processes: each takes an "
-                            f"equal share of the rows; give a multiple of {n}")
+    procs.check_procs(a, pick["batch_size"])
     if a.time_limit is not None and not (math.isfinite(a.time_limit) and a.time_limit > 0):
         raise SeqbatchError(f"--time-limit must be > 0 minutes, got {a.time_limit}")
     steps, epochs = a.steps, (a.epochs if a.steps is None else None)

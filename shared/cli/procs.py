@@ -34,21 +34,22 @@ def add_procs_arg(p: argparse.ArgumentParser) -> None:
                         "process's devices (default 1)")
 
 
-def check_procs(a: argparse.Namespace, classifier: bool) -> None:
-    """--procs (or a launcher's WORLD_SIZE) with the other flags: what a data-parallel run supports."""
+def check_procs(a: argparse.Namespace, batch_size: int | None) -> None:
+    """--procs (or a launcher's WORLD_SIZE) with the other flags: what a data-parallel run supports
+    (names, imdb and charlm; `batch_size` the global batch to check, None: not checked)."""
     n = a.procs if a.procs is not None else world_size_from_env()
     if n < 1:
         raise SeqbatchError(f"--procs must be >= 1, got {n}")
     if n == 1:
         return
-    weighted = a.backend == "torch" and a.class_weights not in (None, "none")
-    why = ("--task " + a.task if not classifier else "--resume" if a.resume is not None
-           else "--class-weights on torch" if weighted else "--devices" if (a.devices or 1) > 1 else None)
+    weighted = a.backend == "torch" and getattr(a, "class_weights", None) not in (None, "none")
+    why = ("--resume" if a.resume is not None else "--class-weights on torch" if weighted
+           else "--devices" if (a.devices or 1) > 1 else None)
     if why is not None:
-        raise SeqbatchError(f"data parallel over {n} processes is built for names and imdb training, without "
-                            f"--resume or --devices (nor --class-weights on torch); not with {why}")
-    if a.batch_size is not None and a.batch_size % n:
-        raise SeqbatchError(f"--batch-size {a.batch_size} is not divisible by {n} processes: each takes an equal "
+        raise SeqbatchError(f"data parallel over {n} processes is built without --resume or --devices (nor "
+                            f"--class-weights on torch); not with {why}")
+    if batch_size is not None and batch_size % n:
+        raise SeqbatchError(f"--batch-size {batch_size} is not divisible by {n} processes: each takes an equal "
                             f"share of every global batch; give a multiple of {n}")
 
 
