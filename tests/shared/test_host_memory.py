@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 import subprocess
 import sys
 import textwrap
@@ -28,26 +29,33 @@ PROGRAM = textwrap.dedent("""
     x = jnp.ones((4, 128, 512)) * jnp.arange(1, 5)[:, None, None]; w = jnp.eye(512) * 0.5
     for _ in range(3):
         step(x, w).block_until_ready()
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    for _ in range(10):
+    faults = []
+    for _ in range(12):
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         step(x, w).block_until_ready()
-    print(json.dumps((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 10))
+        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    print(json.dumps(faults))
 """)
 
 
-def faults_per_step(mode: str) -> float:
+def faults_per_step(mode: str) -> list[int]:
     out = subprocess.run([sys.executable, "-c", PROGRAM, mode], capture_output=True, text=True, check=True,
                          env={"JAX_PLATFORMS": "cpu", "PATH": "/usr/bin:/bin",
                               "PYTHONPATH": ":".join(p for p in sys.path if p)})
-    return float(json.loads(out.stdout.strip().splitlines()[-1]))
+    return [int(f) for f in json.loads(out.stdout.strip().splitlines()[-1])]
 
 
 def test_kept_memory_stops_the_page_faults_of_every_step() -> None:
     default, kept = faults_per_step("default"), faults_per_step("kept")
     # A step's ~100 MB is ~25,000 pages: the default malloc faults thousands of them in again every
-    # step (how many varies with which thread allocated what); kept, a few hundred at most.
-    assert default > 4000, f"the default already keeps the memory ({default:.0f} faults a step): test is moot"
-    assert kept < default / 4, f"{kept:.0f} faults a step with the memory kept, {default:.0f} without"
+    # step (how many varies with which thread allocated what). Kept, a step faults none, except
+    # that the heap may still grow once by a step's worth (a fragmentation step, ~32,000 faults,
+    # after which the resident size stays put): seen in 1 of 3 fresh processes, so the typical
+    # (median) step is what is compared, and growth is allowed in at most a quarter of the steps.
+    typical_default, typical_kept = statistics.median(default), statistics.median(kept)
+    assert min(default) > 4000, f"the default already keeps the memory ({default} faults a step): test is moot"
+    assert typical_kept < typical_default / 4, f"faults a step with the memory kept: {kept}, without: {default}"
+    assert sum(f > typical_default / 4 for f in kept) <= len(kept) // 4, f"the kept heap kept faulting: {kept}"
 
 
 def test_seqbatch_keeps_memory_before_it_parses_or_imports_a_backend(monkeypatch: pytest.MonkeyPatch) -> None:
