@@ -10,6 +10,7 @@ What a record's figures mean:
 - `examples_per_s` = batch size / `step_ms`; `step_ms` = median over timed passes over the pool,
   divided by the pool size (at least `repeats` steps, more passes until ~`min_seconds`);
 - `compile_s`, `compilations` (JAX): backend compilations during warm-up and timing, not in step_ms;
+- `warmup_s`: the untimed first pass over the pool (compilation included: JAX's, torch.compile's);
 - `padding_waste`: padded positions / all positions over one whole epoch of that sampler;
 - `peak_mem_mb`: peak RSS of the process during the measurement (CPU), peak device memory (GPU);
 - `flops_fraction`: recurrent-matmul FLOPs on real tokens (input and hidden projections, fwd+bwd =
@@ -58,6 +59,7 @@ class BenchConfig:
     anchors: bool = True
     bucketed: bool = True
     multiple: int = 8  # batches are padded to a multiple of this (`seqbatch train --bucket`)
+    torch_compile: bool = False  # also time torch's padded kernel under torch.compile (`seqbatch_compiled`)
     threads: int | None = None  # intra-op threads for both libraries; None = each library's default
     seed: int = 0
 
@@ -264,19 +266,31 @@ def recurrent_flops(cfg: ModelConfig, batch: Batch) -> float:
 def measure(step: Step, pool: list[Batch], *, repeats: int, min_seconds: float) -> dict[str, float]:
     """Warm up on every batch of the pool (compiles each shape), then time passes over the pool:
     at least `repeats` steps, more passes until `min_seconds` (50 at most); the median pass."""
-    for batch in pool:
-        step(batch)
+    warmup = _timed(lambda: [step(batch) for batch in pool])
     passes: list[float] = []
     while len(passes) * len(pool) < repeats or (sum(passes) < min_seconds and len(passes) < 50):
         passes.append(_timed(lambda: [step(batch) for batch in pool]))
     step_s = statistics.median(passes) / len(pool)
-    return {"step_ms": 1e3 * step_s, "examples_per_s": len(pool[0]) / step_s, "timed_passes": len(passes)}
+    return {"step_ms": 1e3 * step_s, "examples_per_s": len(pool[0]) / step_s, "timed_passes": len(passes),
+            "warmup_s": warmup}
+
+
+def compile_torch_model(model: Any) -> Any:
+    """`model` with its forward under `torch.compile` (inductor, dynamic shapes: one graph for every
+    padded length), for the padded kernel (dynamo cannot trace a PackedSequence through nn.LSTM).
+    The backward and the optimizer stay eager; the model computes the same function (tested)."""
+    import torch
+
+    model.forward = torch.compile(model.forward, dynamic=True)
+    return model
 
 
 def _backend_step(name: str, model_cfg: ModelConfig, train_cfg: TrainConfig, *, per_example: bool,
-                  kernel: str = "scan") -> Step:
+                  kernel: str = "scan", compiled: bool = False) -> Step:
     backend = get_backend(name)
     model = backend.init(model_cfg, train_cfg.seed)
+    if compiled:
+        compile_torch_model(model)
     if name == "jax":
         import jax
 
@@ -307,7 +321,8 @@ def _backend_step(name: str, model_cfg: ModelConfig, train_cfg: TrainConfig, *, 
 @dataclass(frozen=True)
 class Job:
     backend: str
-    impl: str  # seqbatch | seqbatch_padded (torch) | per_example | flax_nn_rnn | torch_padded | jax_cudnn
+    # seqbatch | seqbatch_padded | seqbatch_compiled (torch) | per_example | flax_nn_rnn | torch_padded | jax_cudnn
+    impl: str
     cell: str
     hidden: int
     batch_size: int
@@ -321,8 +336,9 @@ def plan(cfg: BenchConfig) -> list[Job]:
             jobs += [Job(b, "per_example", cell, hidden, cfg.per_example_n) for b in cfg.backends]
             for bs in cfg.batch_sizes:
                 for b in cfg.backends:
-                    # torch's two correct kernels: packed (the reference) and padded (reference_torch)
-                    for impl in ("seqbatch", "seqbatch_padded") if b == "torch" else ("seqbatch",):
+                    # torch's correct kernels: packed (the reference), padded (reference_torch) and, on
+                    # request, padded under torch.compile
+                    for impl in torch_impls(cfg) if b == "torch" else ("seqbatch",):
                         jobs.append(Job(b, impl, cell, hidden, bs))
                         if cfg.bucketed and bs > 1:
                             jobs.append(Job(b, impl, cell, hidden, bs, bucketed=True))
@@ -330,6 +346,10 @@ def plan(cfg: BenchConfig) -> list[Job]:
                     jobs += [Job(b, impl, cell, hidden, bs) for impl, (b, _, gpu) in ANCHORS.items()
                              if b in cfg.backends and (cfg.device == "cuda" or not gpu)]
     return jobs
+
+
+def torch_impls(cfg: BenchConfig) -> tuple[str, ...]:
+    return ("seqbatch", "seqbatch_padded") + (("seqbatch_compiled",) if cfg.torch_compile else ())
 
 
 def run_job(job: Job, cfg: BenchConfig, data: Dataset, peak: float, watch: CompileWatch | None) -> dict[str, Any]:
@@ -340,9 +360,9 @@ def run_job(job: Job, cfg: BenchConfig, data: Dataset, peak: float, watch: Compi
         step = ANCHORS[job.impl][1](model_cfg, train_cfg)
     else:
         per_example = job.impl == "per_example"
-        with torch_kernel("padded" if job.impl == "seqbatch_padded" else None):
+        with torch_kernel("padded" if job.impl in ("seqbatch_padded", "seqbatch_compiled") else None):
             step = _backend_step(job.backend, model_cfg, train_cfg, per_example=per_example,
-                                 kernel="scan" if per_example else kernel)
+                                 kernel="scan" if per_example else kernel, compiled=job.impl == "seqbatch_compiled")
     k = 1 if job.impl == "per_example" else cfg.pool
     pool, waste = batch_pool(data, job.batch_size, bucketed=job.bucketed, k=k, seed=cfg.seed, multiple=cfg.multiple)
     memory = MemoryProbe(cfg.device, job.backend)

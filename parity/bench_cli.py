@@ -17,7 +17,7 @@ from parity import flags
 from shared.errors import SeqbatchError
 from shared.paths import writable_dir
 
-FASTEST = "fastest"  # in TARGETS: the faster of torch's two correct kernels (packed, padded) at that point
+FASTEST = "fastest"  # in TARGETS: the fastest of torch's correct kernels (packed, padded, compiled if run) there
 # Targets the project set itself (figures to report, not tests): at batch 512, hidden 128, LSTM.
 TARGET_AT = {"cell": "lstm", "hidden": 128, "batch_size": 512}
 TARGETS: list[tuple[str, tuple[str, str], tuple[str, str], float]] = [
@@ -25,7 +25,8 @@ TARGETS: list[tuple[str, tuple[str, str], tuple[str, str], float]] = [
     ("jax batched / jax per-example", ("jax", "seqbatch"), ("jax", "per_example"), 100.0),
     ("jax batched / flax nn.RNN", ("jax", "seqbatch"), ("jax", "flax_nn_rnn"), 1.5),
     ("jax batched / torch packed", ("jax", "seqbatch"), ("torch", "seqbatch"), 1.5),
-    ("jax batched / torch's fastest correct kernel (packed or padded)", ("jax", "seqbatch"), ("torch", FASTEST), 1.2),
+    ("jax batched / torch's fastest correct kernel (packed, padded or compiled)", ("jax", "seqbatch"),
+     ("torch", FASTEST), 1.2),
     ("torch packed / torch padded nn.LSTM", ("torch", "seqbatch"), ("torch", "torch_padded"), 1.0),
 ]
 
@@ -78,6 +79,9 @@ def add_bench(sub: Any) -> None:
     p.add_argument("--pad-multiple", type=int, default=8, metavar="M",
                    help="pad every batch to a multiple of M time steps, as `seqbatch train --bucket M` (default 8; "
                         "1 pads exactly: least padding for the masked scan, one JAX compilation per length)")
+    p.add_argument("--torch-compile", action="store_true",
+                   help="also time torch's padded kernel with its forward under torch.compile (impl "
+                        "seqbatch_compiled; compilation in the warm-up, not in step_ms); counts as a torch path")
     p.add_argument("--no-anchors", action="store_true", help="skip the flax / torch-padded / cuDNN anchors")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=cmd_bench)
@@ -116,7 +120,7 @@ def cmd_bench(a: argparse.Namespace) -> int:
     backends = ("torch", "jax") if a.backend == "both" else (a.backend,)
     cfg = BenchConfig(backends=backends, cells=a.cells, hiddens=a.hidden, batch_sizes=a.batch_sizes, data=a.data,
                       device=device, jax_kernel=a.jax_kernel, repeats=a.repeats, anchors=not a.no_anchors,
-                      threads=a.threads, multiple=a.pad_multiple)
+                      threads=a.threads, multiple=a.pad_multiple, torch_compile=a.torch_compile)
     if a.quick:
         cfg = replace(quick(cfg), anchors=not a.no_anchors)
     if a.per_example_n is not None:
@@ -133,7 +137,7 @@ def cmd_bench(a: argparse.Namespace) -> int:
 
 def _find(results: list[dict[str, Any]], backend: str, impl: str, bucketed: bool, at: dict[str, Any]) -> Any:
     if impl == FASTEST:
-        found = [_find(results, backend, i, bucketed, at) for i in ("seqbatch", "seqbatch_padded")]
+        found = [_find(results, backend, i, bucketed, at) for i in ("seqbatch", "seqbatch_padded", "seqbatch_compiled")]
         return max((f for f in found if f is not None), default=None)
     for r in results:
         same = r["backend"] == backend and r["impl"] == impl and r["cell"] == at["cell"] and r["hidden"] == at["hidden"]

@@ -19,7 +19,7 @@ import torch.distributed as dist
 from shared.distributed import World, world_size_from_env
 from shared.errors import SeqbatchError
 
-__all__ = ["TIMEOUT_S", "active", "all_reduce_sum", "close_world", "init_world", "world", "wrap"]
+__all__ = ["TIMEOUT_S", "active", "all_reduce_sum", "close_world", "gather_rows", "init_world", "world", "wrap"]
 
 TIMEOUT_S = 60
 
@@ -77,3 +77,13 @@ def all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
     y = x.detach().clone()
     dist.all_reduce(y, op=dist.ReduceOp.SUM)
     return y
+
+
+def gather_rows(local: tuple[torch.Tensor, ...], axis: int = 1) -> tuple[np.ndarray, ...]:
+    """Every rank's block of rows of each tensor, concatenated in rank order along `axis`: for rows
+    that `shared.kinds.lm.shard_rows` dealt out (contiguous blocks, in rank order), the global batch's
+    tensors. A collective: every rank calls it."""
+    parts: list[object] = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, [t.detach().cpu().numpy() for t in local])
+    return tuple(np.concatenate([np.asarray(p[i]) for p in parts], axis=axis)  # type: ignore[index]
+                 for i in range(len(local)))

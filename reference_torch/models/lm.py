@@ -176,6 +176,7 @@ class TrainState:
     carry: TorchCarry | None = None  # the state the last window left, detached
     frozen: bool = False  # a bad step came with on_nan="stop": later steps do nothing (shared/guard.py)
     ddp: torch.nn.Module | None = None  # data parallel over processes: `model` inside DDP (reference_torch/parallel.py)
+    global_carry: Carry | None = None  # under DDP: every rank's rows of `carry`, gathered each step (what a save holds)
 
 
 def train_state(model: CharLM, cfg: TrainConfig, *, ddp: bool | None = None) -> TrainState:
@@ -211,12 +212,19 @@ def train_step(state: TrainState, batch: LMBatch) -> tuple[TrainState, dict[str,
         metrics = guarded_update(state, parallel.all_reduce_sum(share), rng, share * parallel.world())
     if metrics["ok"]:
         state.carry = tuple(c.detach() for c in new)  # truncated BPTT: no gradient crosses the window edge
+        if state.ddp is not None:  # so that rank 0's save holds the state of every row (a small all-gather)
+            state.global_carry = parallel.gather_rows(state.carry)
     return state, metrics
 
 
 def state_arrays(state: TrainState) -> dict[str, np.ndarray]:
-    """Optimizer state, dropout RNG and the carried state `carry/<i>` ([layers, B, H]) as named arrays."""
-    carry = {} if state.carry is None else {f"carry/{i}": c.detach().cpu().numpy() for i, c in enumerate(state.carry)}
+    """Optimizer state, dropout RNG and the carried state `carry/<i>` ([layers, B, H]; under DDP, the
+    global batch's B rows) as named arrays."""
+    if state.ddp is not None and state.global_carry is not None:
+        carry = {f"carry/{i}": c for i, c in enumerate(state.global_carry)}
+    else:
+        local = () if state.carry is None else state.carry
+        carry = {f"carry/{i}": c.detach().cpu().numpy() for i, c in enumerate(local)}
     return {**optimizer_arrays(model_of(state), state.optimizer), **rng_arrays(_device(state.model)), **carry}
 
 

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from shared.distributed import HOST_DEVICES_FLAG, request_host_devices
@@ -83,14 +84,26 @@ def test_a_language_model_trained_on_two_devices_is_the_one_device_model(backend
         # torch DDP: one device per process; JAX: one program over every process's devices
         devices = 1 if backend == "torch" else n
         assert json.loads((tmp_path / f"lm{n}" / "config.json").read_text())["train"]["devices"] == devices
-    if backend == "jax":  # the run state holds every row's carried state (over processes: gathered for rank 0)
-        from safetensors.numpy import load_file
+    # The run state holds every row's carried state, in the rows' order (over processes: gathered for rank 0).
+    from safetensors.numpy import load_file
 
-        saved = load_file(tmp_path / "lm2" / "state" / "run.safetensors")
-        assert saved["carry/0"].shape == (2, 8, 12)  # [layers, rows, hidden]
+    one, two = (load_file(tmp_path / f"lm{n}" / "state" / "run.safetensors") for n in (1, 2))
+    carries = sorted(k for k in one if k.startswith("carry/"))
+    assert carries == sorted(k for k in two if k.startswith("carry/")) and carries
+    for k in carries:
+        assert two[k].shape == (2, 8, 12)  # [layers, rows, hidden]
+        np.testing.assert_allclose(two[k], one[k], rtol=1e-4, atol=1e-6, err_msg=k)
     assert runs[2]["test"]["nats_per_char"] == pytest.approx(runs[1]["test"]["nats_per_char"], rel=1e-5)
     assert runs[2]["val"]["nats_per_char"] == pytest.approx(runs[1]["val"]["nats_per_char"], rel=1e-5)
     assert runs[1]["test"]["nats_per_char"] < 2.8  # it learned something (uniform over its 29 tokens: 3.37)
+    if how == "--procs":  # so one process continues a run that two made: the same model as one process throughout
+        extended = {}
+        for n in (1, 2):
+            done = fresh("-m", "shared.cli", "train", "--resume", str(tmp_path / f"lm{n}"), "--steps", "30",
+                         "--no-progress")
+            assert done.returncode == 0, done.stderr
+            extended[n] = json.loads(done.stdout.strip().splitlines()[-1])
+        assert extended[2]["test"]["nats_per_char"] == pytest.approx(extended[1]["test"]["nats_per_char"], rel=1e-5)
 
 
 @pytest.mark.parametrize("argv, message", [
