@@ -12,7 +12,11 @@ What a record's figures mean:
 - `compile_s`, `compilations` (JAX): backend compilations during warm-up and timing, not in step_ms;
 - `warmup_s`: the untimed first pass over the pool (compilation included: JAX's, torch.compile's);
 - `padding_waste`: padded positions / all positions over one whole epoch of that sampler;
-- `peak_mem_mb`: peak RSS of the process during the measurement (CPU), peak device memory (GPU);
+- `peak_mem_mb`: peak RSS of the process during the measurement (CPU), peak device memory (GPU).
+  On a CPU the process keeps what earlier measurements left (freed heap stays mapped, caches), so
+  without `isolate` a later path's figure includes earlier ones'; `rss_start_mb` is the RSS it
+  started from. With `isolate` (`seqbatch bench --isolate`) each measurement runs in a fresh
+  process and the figure is that path's alone (the libraries, the data and the step);
 - `flops_fraction`: recurrent-matmul FLOPs on real tokens (input and hidden projections, fwd+bwd =
   3 x fwd; a one-hot input is a row lookup and counts zero) per second, over the matmul peak that
   the harness measured on the same device; padded steps and one-hot products are overhead.
@@ -60,6 +64,7 @@ class BenchConfig:
     bucketed: bool = True
     multiple: int = 8  # batches are padded to a multiple of this (`seqbatch train --bucket`)
     torch_compile: bool = False  # also time torch's padded kernel under torch.compile (`seqbatch_compiled`)
+    isolate: bool = False  # each measurement in a fresh process: peak_mem_mb is then that path's alone
     threads: int | None = None  # intra-op threads for both libraries; None = each library's default
     seed: int = 0
 
@@ -99,6 +104,15 @@ def use_device(device: str, backends: tuple[str, ...], threads: int | None = Non
             raise SeqbatchError(f"--device {device}: JAX has no such device ({e})") from e
 
 
+def _rss_mb() -> float:
+    """The process's resident memory now (0 where /proc is not there)."""
+    try:
+        with open("/proc/self/status") as f:
+            return next((int(line.split()[1]) / 1024 for line in f if line.startswith("VmRSS:")), 0.0)
+    except OSError:
+        return 0.0
+
+
 def _rss_peak_mb() -> float:
     with open("/proc/self/status") as f:
         for line in f:
@@ -110,8 +124,9 @@ def _rss_peak_mb() -> float:
 
 
 class MemoryProbe:
-    """Peak memory over a measurement: RSS high-water mark on CPU (reset through clear_refs, so it
-    is per measurement, not per process), device allocator peaks on GPU."""
+    """Peak memory over a measurement: RSS high-water mark on CPU (reset through clear_refs to the RSS
+    of the moment, which holds what earlier measurements of the process left), device allocator peaks
+    on GPU."""
 
     def __init__(self, device: str, backend: str) -> None:
         self.device, self.backend = device, backend
@@ -367,6 +382,7 @@ def run_job(job: Job, cfg: BenchConfig, data: Dataset, peak: float, watch: Compi
     pool, waste = batch_pool(data, job.batch_size, bucketed=job.bucketed, k=k, seed=cfg.seed, multiple=cfg.multiple)
     memory = MemoryProbe(cfg.device, job.backend)
     memory.reset()
+    start = _rss_mb() if cfg.device == "cpu" else None
     with watch.watching() if watch is not None and job.backend == "jax" else nullcontext():
         timing = measure(step, pool, repeats=cfg.repeats, min_seconds=cfg.min_seconds)
     record: dict[str, Any] = {"backend": job.backend, "impl": job.impl, "cell": job.cell, "hidden": job.hidden,
@@ -377,6 +393,8 @@ def run_job(job: Job, cfg: BenchConfig, data: Dataset, peak: float, watch: Compi
         record.update(padding_waste=waste, time_steps=statistics.mean(b.tokens.shape[1] for b in pool),
                       flops_fraction=flops / (timing["step_ms"] / 1e3) / peak)
     record["peak_mem_mb"] = memory.peak_mb()
+    if start is not None:
+        record["rss_start_mb"] = start
     if watch is not None and job.backend == "jax":
         record.update(compile_s=watch.seconds, compilations=watch.count)
         if job.impl == "seqbatch":
@@ -411,14 +429,34 @@ def run(cfg: BenchConfig, *, progress: bool = True, log: Callable[[str], Any] = 
         f"matmul peak {peak / 1e9:.0f} GFLOP/s")
     results = []
     for job in tqdm(jobs, desc="bench", unit="run", disable=not progress):
-        results.append(run_job(job, cfg, data, peak, watch))
+        results.append(_in_fresh_process(job, cfg, peak) if cfg.isolate else run_job(job, cfg, data, peak, watch))
     return {"machine": machine_info(cfg.device, cfg.backends), "device": cfg.device,
             "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in cfg.__dict__.items()},
             "data": data.source, "matmul_peak_flops": peaks, "results": with_speedups(results)}
 
 
+def _in_fresh_process(job: Job, cfg: BenchConfig, peak: float) -> dict[str, Any]:
+    """`run_job` in a new (spawned) process that starts as `seqbatch` does, so that its memory is its own."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(_isolated_job, job, cfg, peak).result()
+
+
+def _isolated_job(job: Job, cfg: BenchConfig, peak: float) -> dict[str, Any]:
+    from shared.host_memory import keep_freed_host_memory
+
+    keep_freed_host_memory()  # first thing, as `seqbatch` does, before a backend starts its threads
+    use_device(cfg.device, cfg.backends, cfg.threads)
+    data = names_dataset(cfg.data, seed=cfg.seed)
+    watch = CompileWatch.get() if job.backend == "jax" else None
+    return {**run_job(job, cfg, data, peak, watch), "isolated": True}
+
+
 def quick(cfg: BenchConfig) -> BenchConfig:
     """The small grid of `--quick`, keeping the run's device, data, backends and kernel."""
     return replace(QUICK, backends=cfg.backends, data=cfg.data, device=cfg.device, jax_kernel=cfg.jax_kernel,
-                   repeats=cfg.repeats, threads=cfg.threads, seed=cfg.seed, multiple=cfg.multiple)
+                   repeats=cfg.repeats, threads=cfg.threads, seed=cfg.seed, multiple=cfg.multiple,
+                   torch_compile=cfg.torch_compile, isolate=cfg.isolate)
 

@@ -82,6 +82,9 @@ def add_bench(sub: Any) -> None:
     p.add_argument("--torch-compile", action="store_true",
                    help="also time torch's padded kernel with its forward under torch.compile (impl "
                         "seqbatch_compiled; compilation in the warm-up, not in step_ms); counts as a torch path")
+    p.add_argument("--isolate", action="store_true",
+                   help="run each measurement in a fresh process, so that its peak_mem_mb is that path's alone "
+                        "(slower: every process imports the libraries and loads the data)")
     p.add_argument("--no-anchors", action="store_true", help="skip the flax / torch-padded / cuDNN anchors")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=cmd_bench)
@@ -120,7 +123,8 @@ def cmd_bench(a: argparse.Namespace) -> int:
     backends = ("torch", "jax") if a.backend == "both" else (a.backend,)
     cfg = BenchConfig(backends=backends, cells=a.cells, hiddens=a.hidden, batch_sizes=a.batch_sizes, data=a.data,
                       device=device, jax_kernel=a.jax_kernel, repeats=a.repeats, anchors=not a.no_anchors,
-                      threads=a.threads, multiple=a.pad_multiple, torch_compile=a.torch_compile)
+                      threads=a.threads, multiple=a.pad_multiple, torch_compile=a.torch_compile,
+                      isolate=a.isolate)
     if a.quick:
         cfg = replace(quick(cfg), anchors=not a.no_anchors)
     if a.per_example_n is not None:

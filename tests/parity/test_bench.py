@@ -26,7 +26,8 @@ EXPECTED = {("torch", "per_example", False), ("jax", "per_example", False),
             ("torch", "seqbatch", False), ("torch", "seqbatch", True), ("torch", "seqbatch_padded", False),
             ("torch", "seqbatch_padded", True), ("jax", "seqbatch", False),
             ("jax", "seqbatch", True), ("jax", "flax_nn_rnn", False), ("torch", "torch_padded", False)}
-POSITIVE = ("examples_per_s", "step_ms", "peak_mem_mb", "flops_fraction", "speedup_vs_per_example", "time_steps")
+POSITIVE = ("examples_per_s", "step_ms", "peak_mem_mb", "rss_start_mb", "flops_fraction", "speedup_vs_per_example",
+            "time_steps")
 
 
 @pytest.fixture(scope="module")
@@ -170,6 +171,24 @@ def test_bench_records_and_reports_its_pad_multiple(tmp_path: Path) -> None:
     assert all(r["time_steps"] % 3 == 0 for r in result["results"] if "time_steps" in r)
     write_report(result, tmp_path)
     assert "padded to a multiple of 3" in (tmp_path / "bench.md").read_text()
+
+
+def test_isolated_measurements_report_each_paths_own_memory() -> None:
+    """--isolate: every measurement in a fresh process, so a path's peak is not inflated by the ones before it."""
+    import parity.bench
+
+    def not_here(*_: Any) -> None:
+        raise AssertionError("a measurement ran in the calling process")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SEQBATCH_TORCH_DEVICE", "cpu")
+        mp.setattr(parity.bench, "run_job", not_here)  # a spawned process imports the real one
+        cfg = replace(TINY, backends=("torch",), anchors=False, bucketed=False, isolate=True)
+        result = run(cfg, progress=False, log=lambda _: None)
+    records = result["results"]
+    assert {r["impl"] for r in records} == {"per_example", "seqbatch", "seqbatch_padded"}
+    assert all(r["isolated"] and r["examples_per_s"] > 0 for r in records)
+    assert all(0 < r["rss_start_mb"] <= r["peak_mem_mb"] for r in records)
 
 
 def test_recurrent_flops_count_real_tokens_and_treat_one_hot_as_a_lookup() -> None:
