@@ -8,9 +8,12 @@ it tests.
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,22 @@ import pytest
 # Small models on a CPU shared with other jobs: torch's second thread only spins (a 150-step run
 # took 25 s of CPU with two threads, 1 s with one). Set before any test imports torch.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+# Many tests start `seqbatch` (or a parity check) in a fresh process, and each compiled its JAX
+# step afresh: a run killed three times and resumed compiled the same programs four times. The
+# suite's subprocesses share one persistent compilation cache instead (a temporary folder, removed
+# at exit; the programs are the same ones, so the results are too). Set after this process imported
+# JAX, whose configuration read the environment then: in-process compile counts are unchanged.
+try:
+    import jax  # noqa: F401
+except ImportError:
+    pass
+else:
+    _JAX_CACHE = tempfile.mkdtemp(prefix="seqbatch-tests-jax-cache-")
+    atexit.register(shutil.rmtree, _JAX_CACHE, True)
+    os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", _JAX_CACHE)
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 # <repo>/../shared/data: read-only data beside the checkout, absent on a fresh machine.
 DATA_ROOT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
