@@ -228,10 +228,12 @@ def state_arrays(state: Any) -> dict[str, np.ndarray]:
 
 
 def restored(state: Any, arrays: dict[str, np.ndarray], step: int) -> Any:
-    """A fresh train state of any kind (fields `opt_state`, `key`, `step`) given the saved optimizer
-    state, key and step."""
-    return dataclasses.replace(state, opt_state=load_optimizer_arrays(state.opt_state, arrays),
-                               key=load_key(arrays, state.key), step=step)
+    """A fresh train state of any kind (fields `opt_state`, `key`, `step`, `mesh`) given the saved
+    optimizer state, key and step; on a mesh (data parallel), replicated over it as the fresh ones are."""
+    opt_state, key = load_optimizer_arrays(state.opt_state, arrays), load_key(arrays, state.key)
+    if getattr(state, "mesh", None) is not None:
+        opt_state, key = parallel.replicate(state.mesh, (opt_state, key))
+    return dataclasses.replace(state, opt_state=opt_state, key=key, step=step)
 
 
 def restore_state(model: Model, cfg: TrainConfig, arrays: dict[str, np.ndarray], step: int) -> TrainState:

@@ -19,7 +19,8 @@ import torch.distributed as dist
 from shared.distributed import World, world_size_from_env
 from shared.errors import SeqbatchError
 
-__all__ = ["TIMEOUT_S", "active", "all_reduce_sum", "close_world", "gather_rows", "init_world", "world", "wrap"]
+__all__ = ["TIMEOUT_S", "active", "all_reduce_sum", "close_world", "gather_rows", "init_world", "rank", "world",
+           "wrap"]
 
 TIMEOUT_S = 60
 
@@ -61,6 +62,10 @@ def active() -> bool:
 
 def world() -> int:
     return dist.get_world_size() if active() else 1
+
+
+def rank() -> int:
+    return dist.get_rank() if active() else 0
 
 
 def wrap(model: torch.nn.Module) -> torch.nn.Module:

@@ -69,6 +69,7 @@ def fit_lm(
     mode: str = "new",
     checkpoint_every: int | None = None,
     world: World | None = None,
+    resume_from: RunFolder | None = None,
 ) -> LMRunResult:
     """Train from a fresh seeded model (or resume a run folder); validate every `eval_every` steps
     (and at the end); test once.
@@ -81,18 +82,21 @@ def fit_lm(
     `world` (torch DDP, shared/distributed.py): this process trains on its rows of every global
     batch (`shard_rows`) and carries their state; every rank evaluates the whole split alone (the
     same figures). JAX over processes passes its world's devices in `train_cfg.devices` instead.
+    The other ranks of a resumed run read its state from `resume_from` (a folder opened with mode "read").
     """
     check_trainable(data, train_cfg.batch_size, seq_length)
     with opened(folder, out_dir, mode, log) as run:
         return _fit_lm(backend, model_cfg, train_cfg, data, run, seq_length=seq_length, progress=progress,
                        log=log, run_info=run_info, keep_best=keep_best, max_seconds=max_seconds,
-                       bucket_chunk=bucket_chunk, checkpoint_every=checkpoint_every, world=world)
+                       bucket_chunk=bucket_chunk, checkpoint_every=checkpoint_every, world=world,
+                       resume_from=resume_from)
 
 
 def _fit_lm(
     backend: Backend, model_cfg: LMConfig, train_cfg: TrainConfig, data: LMData, folder: RunFolder | None, *,
     seq_length: int, progress: bool, log: Callable[[str], Any], run_info: dict[str, Any] | None, keep_best: bool,
     max_seconds: float | None, bucket_chunk: int, checkpoint_every: int | None, world: World | None = None,
+    resume_from: RunFolder | None = None,
 ) -> LMRunResult:
     per_epoch = batches_per_epoch(data, train_cfg.batch_size, seq_length)
     n_steps = steps_for(train_cfg, data, seq_length)
@@ -104,7 +108,7 @@ def _fit_lm(
     def make_checkpoint(params: dict[str, np.ndarray]) -> checkpoint.Checkpoint:
         return checkpoint.Checkpoint(model_cfg, params, data.vocab, data=data.cfg)
 
-    loop = RunLoop(backend, model_cfg, train_cfg, folder, make_checkpoint, checkpoint_every, log)
+    loop = RunLoop(backend, model_cfg, train_cfg, folder, make_checkpoint, checkpoint_every, log, source=resume_from)
     state, done = loop.start(config)
     batches = train_batches(data, train_cfg.batch_size, seq_length, seed=train_cfg.seed, bucket_chunk=bucket_chunk)
     if world is not None and world.size > 1 and world.shards_batches:

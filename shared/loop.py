@@ -59,6 +59,8 @@ class RunLoop:
     # The seeded init's named parameters -> the ones a fresh run starts from (shared/init_embeddings.py);
     # never called for a resumed run, which restores its own weights.
     initial: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] | None = None
+    # Where a rank without a run folder (data parallel, rank > 0) reads the state rank 0 resumes from.
+    source: RunFolder | None = None
 
     # -- start
 
@@ -66,8 +68,9 @@ class RunLoop:
         """(train state, steps already done): fresh from the seed, or the folder's saved state."""
         b = self.backend
         check_fits_memory(self.model_cfg)
-        if self.folder is not None and self.folder.mode == "resume":
-            params, arrays, best, info = load_state(self.folder, self.model_cfg)
+        src = self.folder if self.folder is not None else self.source
+        if src is not None and src.resumes:
+            params, arrays, best, info = load_state(src, self.model_cfg)
             try:
                 step = int(info["step"])
                 state = b.restore_state(b.from_params(self.model_cfg, params), self.train_cfg, arrays, step)
@@ -76,10 +79,12 @@ class RunLoop:
                 if best is not None:
                     self.best = Best(int(info["best"]["step"]), dict(info["best"]["val"]), best)
             except SeqbatchError as e:
-                raise SeqbatchError(f"{self.folder.state_file}: {e}") from e
+                raise SeqbatchError(f"{src.state_file}: {e}") from e
             except (KeyError, TypeError, ValueError, RuntimeError) as e:  # torch rejects a bad RNG state so
-                raise SeqbatchError(f"{self.folder.state_file}: the saved state does not fit this run "
+                raise SeqbatchError(f"{src.state_file}: the saved state does not fit this run "
                                     f"({type(e).__name__}: {e})") from e
+            if self.folder is None:
+                return state, step
             old = self.folder.read_config()
             resumes = [*old.get("resumes", []), {"step": step, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}]
             self.folder.write_config({**config, "resumes": resumes})

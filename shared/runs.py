@@ -154,20 +154,26 @@ def _take_lock(folder: Path) -> Path:
 
 class RunFolder:
     """One run's folder, locked while it is open. `mode`: "new" (refuses a folder that holds a run),
-    "overwrite" (removes the run files first), "resume" (needs a saved state)."""
+    "overwrite" (removes the run files first), "resume" (needs a saved state), "read" (needs a saved
+    state; neither locked nor written: the other ranks of a data-parallel run that rank 0 resumes)."""
 
     def __init__(self, path: str | Path, mode: str = "new", *, log: Callable[[str], Any] = print) -> None:
         from shared.paths import writable_dir
 
-        if mode not in ("new", "overwrite", "resume"):
+        if mode not in ("new", "overwrite", "resume", "read"):
             raise SeqbatchError(f"unknown run folder mode {mode!r}")
         self.path = Path(path)
         self.mode = mode
-        if mode == "resume" and not self.path.is_dir():
+        self.signum: int | None = None
+        self.lock: Path | None = None
+        if mode in ("resume", "read") and not self.path.is_dir():
             raise SeqbatchError(f"--resume {self.path}: no such run folder")
+        if mode == "read":
+            if not self.state_file.is_file():
+                raise SeqbatchError(f"--resume {self.path}: no saved state ({self.state_file} is missing)")
+            return
         writable_dir(self.path, "--resume" if mode == "resume" else "--out")
         self.lock = _take_lock(self.path)
-        self.signum: int | None = None
         try:
             found = [n for n in RUN_FILES if (self.path / n).exists()]
             if mode == "new" and found:
@@ -190,9 +196,15 @@ class RunFolder:
     def state_file(self) -> Path:
         return self.path / "state" / "run.safetensors"
 
+    @property
+    def resumes(self) -> bool:
+        """Whether the run continues from the folder's saved state."""
+        return self.mode in ("resume", "read")
+
     def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self.lock.unlink()
+        if self.lock is not None:
+            with contextlib.suppress(OSError):
+                self.lock.unlink()
 
     def __enter__(self) -> RunFolder:
         return self

@@ -126,6 +126,7 @@ def fit(
     initial: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] | None = None,
     select: str = "top1",
     world: World | None = None,
+    resume_from: RunFolder | None = None,
 ) -> RunResult:
     """Train from a fresh seeded model (or resume a run folder); validate every `eval_every` steps
     and, with `epochs`, at each epoch's end; test once at the end.
@@ -146,12 +147,14 @@ def fit(
     rows, shared/init_embeddings.py); a resumed run restores its own and never calls it. With a
     `world` (data parallel over processes, shared/distributed.py), this process trains on its rank's
     shard of each global batch, evaluates its shard of each split (gathered), and only rank 0 is
-    given a run folder.
+    given a run folder; the other ranks of a resumed run read its state from `resume_from` (a
+    folder opened with mode "read").
     """
     with opened(folder, out_dir, mode, log) as run:
         return _fit(backend, model_cfg, train_cfg, data, run, progress=progress, multiple=multiple,
                     bucket_chunk=bucket_chunk, probe_size=probe_size, log=log, run_info=run_info, keep_best=keep_best,
-                    checkpoint_every=checkpoint_every, split=split, initial=initial, select=select, world=world)
+                    checkpoint_every=checkpoint_every, split=split, initial=initial, select=select, world=world,
+                    resume_from=resume_from)
 
 
 def _fit(
@@ -159,6 +162,7 @@ def _fit(
     progress: bool, multiple: int, bucket_chunk: int, probe_size: int, log: Any, run_info: dict[str, Any] | None,
     keep_best: bool, checkpoint_every: int | None, split: dict[str, Any] | None,
     initial: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] | None, select: str, world: World | None,
+    resume_from: RunFolder | None = None,
 ) -> RunResult:
     if select not in SELECT:
         raise SeqbatchError(f"select must be one of {', '.join(SELECT)}, got {select!r}")
@@ -174,7 +178,8 @@ def _fit(
     def make_checkpoint(params: dict[str, np.ndarray]) -> checkpoint.Checkpoint:
         return checkpoint.Checkpoint(model_cfg, params, data.vocab, list(data.label_names), data.text, split=split)
 
-    loop = RunLoop(backend, model_cfg, train_cfg, folder, make_checkpoint, checkpoint_every, log, initial=initial)
+    loop = RunLoop(backend, model_cfg, train_cfg, folder, make_checkpoint, checkpoint_every, log, initial=initial,
+                   source=resume_from)
     state, done = loop.start(config)
     sampler = make_sampler(data, train_cfg, bucket_chunk)
     n_steps = total_steps(train_cfg, len(data.train))

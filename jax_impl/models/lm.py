@@ -40,10 +40,9 @@ from jax_impl.train import (
     COMPILATIONS,
     guard,
     key_arrays,
-    load_key,
-    load_optimizer_arrays,
     make_optimizer,
     optimizer_arrays,
+    restored,
 )
 from shared.config import TrainConfig
 from shared.errors import SeqbatchError
@@ -285,8 +284,7 @@ def state_arrays(state: TrainState) -> dict[str, np.ndarray]:
 
 def restore_state(model: Model, cfg: TrainConfig, arrays: dict[str, np.ndarray], step: int) -> TrainState:
     """The train state `state_arrays` described, around `model` (its weights already loaded)."""
-    state = train_state(model, cfg)
+    state = restored(train_state(model, cfg), arrays, step)
+    # The saved state is every row's; on a mesh the step shards it by rows (parallel.shard_batch).
     carry = [arrays[k] for k in sorted(k for k in arrays if k.startswith("carry/"))]
-    return dataclasses.replace(state, opt_state=load_optimizer_arrays(state.opt_state, arrays),
-                               key=load_key(arrays, state.key), step=step,
-                               carry=tuple(jnp.asarray(c, _dtype(model.cfg)) for c in carry) if carry else None)
+    return dataclasses.replace(state, carry=tuple(jnp.asarray(c, _dtype(model.cfg)) for c in carry) if carry else None)

@@ -34,7 +34,7 @@ from reference_torch.train import (
 from shared.config import TrainConfig
 from shared.errors import SeqbatchError
 from shared.host_memory import keep_freed_host_memory
-from shared.kinds.lm import Carry, LMBatch, LMConfig
+from shared.kinds.lm import Carry, LMBatch, LMConfig, row_block
 
 __all__ = ["CharLM", "TrainState", "from_params", "gradients", "init", "logits", "loss", "losses", "model_of",
            "restore_state", "state_arrays", "train_state", "train_step"]
@@ -236,6 +236,10 @@ def restore_state(model: CharLM, cfg: TrainConfig, arrays: dict[str, np.ndarray]
     carry = [arrays[k] for k in sorted(k for k in arrays if k.startswith("carry/"))]
     if carry:
         like = model.head.weight
+        if state.ddp is not None:  # the saved state is every row's; this rank carries its own block
+            state.global_carry = tuple(np.array(c) for c in carry)
+            rows = row_block(carry[0].shape[1], parallel.rank(), parallel.world())
+            carry = [c[:, rows] for c in carry]
         state.carry = tuple(torch.as_tensor(np.array(c), device=like.device, dtype=like.dtype) for c in carry)
     state.step = step
     return state

@@ -211,14 +211,23 @@ def cmd_train(a: argparse.Namespace) -> int:
     if a.resume is None or (a.procs or 1) > 1:
         _checked_flags(a)  # before the run folder is made
     if (a.procs or 1) > 1 and world_size_from_env() == 1:
+        if a.resume is not None:  # the run's own flags: its backend chooses the launcher
+            open_run(a, _stderr, read_only=True)
+            _checked_flags(a)
         return procs.launch(a)  # this command again, as N workers (shared/cli/procs.py)
+    if a.resume is not None and world_size_from_env() > 1:
+        open_run(a, procs.quiet, read_only=True)  # a worker of a resumed run: its flags (backend) before joining
     world = procs.worker_world(a)
     main_rank = world is None or world.main
     say = _stderr if main_rank else procs.quiet
     folder = open_run(a, _stderr) if main_rank else None  # before any data is read: a bad --out fails fast
+    # The other ranks of a resumed data-parallel run read the state (and flags) rank 0 resumes from.
+    source = open_run(a, say, read_only=True) if not main_rank and a.resume is not None else None
     try:
         pick = _checked_flags(a)  # again, for the flags --resume put back
         own = {"lm": lm, "skipgram": skipgram, "mlp": tabular}.get(TASK_KINDS[a.task])
+        if own is lm:
+            return lm.cmd_train(a, pick, TASK_DEFAULTS[a.task], folder, source)
         if own is not None:  # another kind's task: its module trains it
             return own.cmd_train(a, pick, TASK_DEFAULTS[a.task], folder)
         request_host_devices(a.devices or 1)  # before JAX starts
@@ -251,7 +260,8 @@ def cmd_train(a: argparse.Namespace) -> int:
             result = fit(backend, model_cfg, train_cfg, data, progress=not a.no_progress and main_rank,
                          multiple=pick["bucket"], bucket_chunk=pick["bucket_chunk"], log=say, run_info=info,
                          keep_best=pick["keep_best"], folder=folder, checkpoint_every=a.checkpoint_every,
-                         split=split, initial=embedded.initial, select=pick["select"] or "top1", world=world)
+                         split=split, initial=embedded.initial, select=pick["select"] or "top1", world=world,
+                         resume_from=source)
     finally:
         if folder is not None:
             folder.close()

@@ -93,8 +93,10 @@ def check_flags(a: argparse.Namespace, pick: dict[str, Any], defaults: dict[str,
     check_train_flags(a, pick, defaults)
 
 
-def cmd_train(a: argparse.Namespace, pick: dict[str, Any], defaults: dict[str, Any], folder: RunFolder) -> int:
-    """`seqbatch train --task charlm` into the (locked) run folder `folder`, flags checked (`check_flags`)."""
+def cmd_train(a: argparse.Namespace, pick: dict[str, Any], defaults: dict[str, Any], folder: RunFolder | None,
+              source: RunFolder | None = None) -> int:
+    """`seqbatch train --task charlm` into the (locked) run folder `folder` (None on the ranks after the
+    first of a data-parallel run; `source`: the folder they resume from), flags checked (`check_flags`)."""
     from shared.lm_training import fit_lm
 
     seq_length = 100 if a.seq_length is None else a.seq_length
@@ -122,7 +124,7 @@ def cmd_train(a: argparse.Namespace, pick: dict[str, Any], defaults: dict[str, A
                     progress=not a.no_progress and main_rank, log=say, run_info=info, keep_best=pick["keep_best"],
                     max_seconds=None if a.time_limit is None else a.time_limit * 60,
                     bucket_chunk=pick["bucket_chunk"] or 0, folder=folder, checkpoint_every=a.checkpoint_every,
-                    world=world)
+                    world=world, resume_from=source)
     if world is not None:
         world.close()
     if not main_rank:

@@ -9,7 +9,8 @@
   On several nodes, run the command once per process with those three set by hand. The launcher
   watches the workers: when one fails or dies, it stops the others and exits 2 with one line.
 
-Only rank 0 opens the run folder, logs and shows progress. Built for the classifier tasks (names, imdb).
+Only rank 0 opens (and locks) the run folder, logs and shows progress; with --resume the other ranks
+read its saved state. Built for names, imdb and charlm.
 """
 
 from __future__ import annotations
@@ -43,10 +44,9 @@ def check_procs(a: argparse.Namespace, batch_size: int | None) -> None:
     if n == 1:
         return
     weighted = a.backend == "torch" and getattr(a, "class_weights", None) not in (None, "none")
-    why = ("--resume" if a.resume is not None else "--class-weights on torch" if weighted
-           else "--devices" if (a.devices or 1) > 1 else None)
+    why = "--class-weights on torch" if weighted else "--devices" if (a.devices or 1) > 1 else None
     if why is not None:
-        raise SeqbatchError(f"data parallel over {n} processes is built without --resume or --devices (nor "
+        raise SeqbatchError(f"data parallel over {n} processes is built without --devices (nor "
                             f"--class-weights on torch); not with {why}")
     if batch_size is not None and batch_size % n:
         raise SeqbatchError(f"--batch-size {batch_size} is not divisible by {n} processes: each takes an equal "

@@ -17,8 +17,9 @@ from shared.runs import RUN_FILES, RunFolder
 
 # Flags --resume accepts beside it: they do not change what the finished run computes (or, for
 # --steps/--epochs, only make it longer).
+# --procs too: data parallel over any number of processes trains the same model (issue 15's checks).
 RESUME_MAY_CHANGE = frozenset({"steps", "epochs", "no_progress", "on_nan", "max_loss", "checkpoint_every", "resume",
-                               "out", "overwrite", "time_limit"})
+                               "out", "overwrite", "time_limit", "procs"})
 NOT_RECORDED = frozenset({"func", "train_parser", "command", "argv"})
 PATH_FLAGS = frozenset({"data", "init_embeddings"})  # recorded as strings, restored as paths
 
@@ -58,10 +59,12 @@ def _given(a: argparse.Namespace, key: str) -> bool:
     return getattr(a, key) != a.train_parser.get_default(key)
 
 
-def open_run(a: argparse.Namespace, log: Any) -> RunFolder:
+def open_run(a: argparse.Namespace, log: Any, *, read_only: bool = False) -> RunFolder:
     """Validate --out/--resume/--overwrite/--checkpoint-every, lock the folder; with --resume, restore
-    the run's flags into `a` (in place)."""
-    if (a.out is None) == (a.resume is None):
+    the run's flags into `a` (in place). `read_only` (the ranks after the first of a data-parallel
+    --resume): the folder is only read, not locked."""
+    restored = a.resume is not None and a.out is not None and Path(a.out) == Path(a.resume)  # flags put back before
+    if (a.out is None) == (a.resume is None) and not restored:
         raise SeqbatchError("give --out RUN_DIR for a new run, or --resume RUN_DIR to continue one")
     if a.checkpoint_every is not None and a.checkpoint_every < 1:
         raise SeqbatchError(f"--checkpoint-every must be >= 1, got {a.checkpoint_every}")
@@ -69,7 +72,7 @@ def open_run(a: argparse.Namespace, log: Any) -> RunFolder:
         return RunFolder(a.out, "overwrite" if a.overwrite else "new", log=log)
     if a.overwrite:
         raise SeqbatchError("--overwrite and --resume exclude each other")
-    folder = RunFolder(a.resume, "resume", log=log)
+    folder = RunFolder(a.resume, "read" if read_only else "resume", log=log)
     try:
         _restore_flags(a, folder)
     except BaseException:

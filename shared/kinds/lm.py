@@ -127,13 +127,19 @@ class LMBatch:
         return int(np.asarray(self.lengths).sum())
 
 
+def row_block(n: int, rank: int, world: int) -> np.ndarray:
+    """The rows of `n` that rank `rank` of `world` holds: block `rank` of `world` contiguous, nearly
+    equal ones (the batch's rows, and the carried state's)."""
+    return np.array_split(np.arange(n), world)[rank]
+
+
 def shard_rows(batch: LMBatch, rank: int, world: int) -> LMBatch:
     """Rank `rank`'s rows of a global batch: a contiguous block (block r of `world` nearly equal
     ones), so that a stream row keeps its place, and with it its carried state, window after window;
     marked with the global batch's real tokens."""
     if len(batch) < world:
         raise SeqbatchError(f"a batch of {len(batch)} rows cannot be shared by {world} ranks")
-    rows = np.array_split(np.arange(len(batch)), world)[rank]
+    rows = row_block(len(batch), rank, world)
     return LMBatch(batch.inputs[rows], batch.targets[rows], batch.lengths[rows], batch.reset,
                    global_tokens=batch.n_tokens)
 

@@ -96,14 +96,19 @@ def test_a_language_model_trained_on_two_devices_is_the_one_device_model(backend
     assert runs[2]["test"]["nats_per_char"] == pytest.approx(runs[1]["test"]["nats_per_char"], rel=1e-5)
     assert runs[2]["val"]["nats_per_char"] == pytest.approx(runs[1]["val"]["nats_per_char"], rel=1e-5)
     assert runs[1]["test"]["nats_per_char"] < 2.8  # it learned something (uniform over its 29 tokens: 3.37)
-    if how == "--procs":  # so one process continues a run that two made: the same model as one process throughout
-        extended = {}
-        for n in (1, 2):
-            done = fresh("-m", "shared.cli", "train", "--resume", str(tmp_path / f"lm{n}"), "--steps", "30",
-                         "--no-progress")
-            assert done.returncode == 0, done.stderr
-            extended[n] = json.loads(done.stdout.strip().splitlines()[-1])
-        assert extended[2]["test"]["nats_per_char"] == pytest.approx(extended[1]["test"]["nats_per_char"], rel=1e-5)
+    # --resume, data parallel as the run was (each rank reads the saved state and takes its rows of the
+    # carried state), extends it to the one-device run extended alike.
+    extended = {}
+    for n in (1, 2):
+        again = [how, "2"] if n == 2 else []
+        done = fresh("-m", "shared.cli", "train", "--resume", str(tmp_path / f"lm{n}"), "--steps", "30",
+                     "--no-progress", *again)
+        assert done.returncode == 0, done.stderr
+        printed = [line for line in done.stdout.splitlines() if line.startswith('{"backend"')]
+        assert len(printed) == 1 and json.loads(printed[0])["steps"] == 30, done.stdout
+        extended[n] = json.loads(printed[0])
+    assert extended[2]["test"]["nats_per_char"] == pytest.approx(extended[1]["test"]["nats_per_char"], rel=1e-5)
+    assert extended[2]["test"]["nats_per_char"] != pytest.approx(runs[2]["test"]["nats_per_char"], rel=1e-5)
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -194,11 +199,27 @@ def test_jax_train_over_two_processes_gives_the_one_process_model(tiny_names_dir
     assert results[2]["test"]["top1"] == results[1]["test"]["top1"]
     assert results[2]["test"]["loss"] == pytest.approx(results[1]["test"]["loss"], rel=1e-5)
     assert json.loads((tmp_path / "j2" / "config.json").read_text())["train"]["devices"] == 2
+    assert_resumes_alike(tmp_path / "j1", tmp_path / "j2")
     # The 2-process JAX checkpoint, evaluated by one torch process: the run's own test figure.
     done = fresh("-m", "shared.cli", "eval", "--checkpoint", str(tmp_path / "j2" / "model.safetensors"),
                  "--backend", "torch", "--data", str(tiny_names_dir))
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["top1"] == results[2]["test"]["top1"]
+
+
+def assert_resumes_alike(one: Path, two: Path) -> None:
+    """The one-process run and the two-process run, each extended by --resume (the second over two
+    processes again, each rank reading the saved state, the best weights included): still one model."""
+    extended = []
+    for run, again in ((one, []), (two, ["--procs", "2"])):
+        done = fresh("-m", "shared.cli", "train", "--resume", str(run), "--steps", "18", "--no-progress", *again)
+        assert done.returncode == 0, done.stderr
+        printed = [line for line in done.stdout.splitlines() if line.startswith('{"backend"')]
+        assert len(printed) == 1, done.stdout
+        extended.append(json.loads(printed[0]))
+        assert extended[-1]["steps"] == 18
+    assert extended[1]["test"]["top1"] == extended[0]["test"]["top1"]
+    assert extended[1]["test"]["loss"] == pytest.approx(extended[0]["test"]["loss"], rel=1e-5)
 
 
 NAMES_FLAGS = ["--backend", "torch", "--hidden", "8", "--embed-dim", "4", "--optimizer", "adam", "--lr", "0.01",
@@ -216,6 +237,7 @@ def test_train_with_two_processes_gives_the_single_process_model(tiny_names_dir:
         results[n] = json.loads(done.stdout.strip().splitlines()[-1])
     assert results[2]["test"]["top1"] == results[1]["test"]["top1"]
     assert results[2]["test"]["loss"] == pytest.approx(results[1]["test"]["loss"], rel=1e-5)
+    assert_resumes_alike(tmp_path / "p1", tmp_path / "p2")
     with safe_open(str(tmp_path / "p2" / "model.safetensors"), framework="numpy") as f:
         names = f.keys()
     assert names and not any(k.startswith("module.") for k in names)  # DDP's wrapper never reaches the file
