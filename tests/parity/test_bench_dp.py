@@ -10,7 +10,11 @@ import pytest
 from shared.cli import main
 
 
-def test_every_layout_reports_throughput_and_its_speedup_over_one_worker(tmp_path: Path) -> None:
+def test_every_layout_reports_throughput_and_its_speedup_over_one_worker(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Without the suite's shared compilation cache (tests/conftest.py): JAX processes that compile the
+    # same program at once would read each other's half-written entries (a warning, then a compile).
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
     out = tmp_path / "dp"
     assert main(["bench-dp", "--hidden", "8", "--batch-size", "16", "--min-seconds", "0.01", "--out", str(out),
                  "--no-progress"]) == 0

@@ -20,7 +20,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def fresh(*argv: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    # Without the suite's shared compilation cache (tests/conftest.py): JAX processes that compile the
+    # same program at once would read each other's half-written entries (a warning, then a compile).
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS" and not k.startswith("JAX_PERSISTENT_CACHE")
+           and k != "JAX_COMPILATION_CACHE_DIR"}
     env["SEQBATCH_TORCH_DEVICE"] = "cpu"
     return subprocess.run([sys.executable, *argv], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=timeout, check=False)
