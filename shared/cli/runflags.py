@@ -30,8 +30,8 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
                    help="run folder to write (refused if it holds a run, unless --overwrite or --resume)")
     g.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
                    help="continue the run in RUN_DIR from its last saved state, with its own flags; --steps or "
-                        "--epochs may be raised to extend a finished run. The result is bit-identical to an "
-                        "uninterrupted run on a CPU")
+                        "--epochs may be raised to extend a finished run, and --procs N resumes it data parallel "
+                        "(any N; names, imdb, charlm). The result is bit-identical to an uninterrupted run on a CPU")
     g.add_argument("--overwrite", action="store_true",
                    help=f"remove an earlier run's files from --out first ({', '.join(RUN_FILES)}; nothing else)")
     g.add_argument("--checkpoint-every", type=int, default=None, metavar="N",
