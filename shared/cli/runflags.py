@@ -98,8 +98,8 @@ def _restore_flags(a: argparse.Namespace, folder: RunFolder) -> None:
             changed.append(f"--{key.replace('_', '-')} {now} (the run {had})")
     if changed:
         raise SeqbatchError(f"--resume {folder.path}: these flags would change the run: {'; '.join(changed)}. "
-                            "Only --steps/--epochs (to extend it), --on-nan, --max-loss, --checkpoint-every and "
-                            "--no-progress may be given")
+                            "Only --steps/--epochs (to extend it), --on-nan, --max-loss, --checkpoint-every, "
+                            "--time-limit, --procs and --no-progress may be given")
     for key, value in saved.items():  # the run's own flags, unless a flag it may change was given anew
         if not hasattr(a, key) or key in ("resume", "out", "overwrite", "no_progress"):
             continue
