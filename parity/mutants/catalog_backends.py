@@ -69,9 +69,8 @@ MUTANTS: list[Mutant] = [
            "    load_optimizer_arrays(state.model, state.optimizer, arrays)\n    state.step = step", RUNS),
     Mutant("jax-resume-fresh-optimizer", "a resumed JAX run starts from a fresh optimizer state",
            "jax_impl/train.py",
-           "    return dataclasses.replace(state, opt_state=load_optimizer_arrays(state.opt_state, arrays),\n"
-           "                               key=load_key(arrays, state.key), step=step)",
-           "    return dataclasses.replace(state, key=load_key(arrays, state.key), step=step)", RUNS),
+           "    opt_state, key = load_optimizer_arrays(state.opt_state, arrays), load_key(arrays, state.key)",
+           "    opt_state, key = state.opt_state, load_key(arrays, state.key)", RUNS),
     Mutant("jax-lm-head-bias-dropped", "the JAX language model's head forgets its bias",
            "jax_impl/models/lm.py", '@ param("head.weight").T + param("head.bias"), new',
            '@ param("head.weight").T, new', PARITY_LM),
