@@ -104,20 +104,24 @@ def use_device(device: str, backends: tuple[str, ...], threads: int | None = Non
             raise SeqbatchError(f"--device {device}: JAX has no such device ({e})") from e
 
 
-def _rss_mb() -> float:
-    """The process's resident memory now (0 where /proc is not there)."""
+def _status_mb(field: str) -> float | None:
+    """A kB field of /proc/self/status (`VmRSS`, `VmHWM`) in MB; None where there is none."""
     try:
         with open("/proc/self/status") as f:
-            return next((int(line.split()[1]) / 1024 for line in f if line.startswith("VmRSS:")), 0.0)
+            return next((int(line.split()[1]) / 1024 for line in f if line.startswith(f"{field}:")), None)
     except OSError:
-        return 0.0
+        return None
+
+
+def _rss_mb() -> float:
+    """The process's resident memory now (0 where /proc is not there)."""
+    return _status_mb("VmRSS") or 0.0
 
 
 def _rss_peak_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
+    peak = _status_mb("VmHWM")
+    if peak is not None:
+        return peak
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -363,8 +367,11 @@ def plan(cfg: BenchConfig) -> list[Job]:
     return jobs
 
 
+TORCH_PATHS = ("seqbatch", "seqbatch_padded", "seqbatch_compiled")  # torch's correct kernels: packed, padded, compiled
+
+
 def torch_impls(cfg: BenchConfig) -> tuple[str, ...]:
-    return ("seqbatch", "seqbatch_padded") + (("seqbatch_compiled",) if cfg.torch_compile else ())
+    return TORCH_PATHS if cfg.torch_compile else TORCH_PATHS[:2]
 
 
 def run_job(job: Job, cfg: BenchConfig, data: Dataset, peak: float, watch: CompileWatch | None) -> dict[str, Any]:

@@ -141,7 +141,9 @@ def cmd_bench(a: argparse.Namespace) -> int:
 
 def _find(results: list[dict[str, Any]], backend: str, impl: str, bucketed: bool, at: dict[str, Any]) -> Any:
     if impl == FASTEST:
-        found = [_find(results, backend, i, bucketed, at) for i in ("seqbatch", "seqbatch_padded", "seqbatch_compiled")]
+        from parity.bench import TORCH_PATHS
+
+        found = [_find(results, backend, i, bucketed, at) for i in TORCH_PATHS]
         return max((f for f in found if f is not None), default=None)
     for r in results:
         same = r["backend"] == backend and r["impl"] == impl and r["cell"] == at["cell"] and r["hidden"] == at["hidden"]

@@ -215,14 +215,14 @@ def cmd_train(a: argparse.Namespace) -> int:
             open_run(a, _stderr, read_only=True)
             _checked_flags(a)
         return procs.launch(a)  # this command again, as N workers (shared/cli/procs.py)
-    if a.resume is not None and world_size_from_env() > 1:
-        open_run(a, procs.quiet, read_only=True)  # a worker of a resumed run: its flags (backend) before joining
+    # A worker of a resumed run reads the run's flags (its backend) before joining the world; the
+    # ranks after the first restore the state rank 0 resumes from this read-only folder.
+    resumed_worker = a.resume is not None and world_size_from_env() > 1
+    source = open_run(a, procs.quiet, read_only=True) if resumed_worker else None
     world = procs.worker_world(a)
     main_rank = world is None or world.main
     say = _stderr if main_rank else procs.quiet
     folder = open_run(a, _stderr) if main_rank else None  # before any data is read: a bad --out fails fast
-    # The other ranks of a resumed data-parallel run read the state (and flags) rank 0 resumes from.
-    source = open_run(a, say, read_only=True) if not main_rank and a.resume is not None else None
     try:
         pick = _checked_flags(a)  # again, for the flags --resume put back
         own = {"lm": lm, "skipgram": skipgram, "mlp": tabular}.get(TASK_KINDS[a.task])
