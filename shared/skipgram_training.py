@@ -54,50 +54,85 @@ class SkipgramResult:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-def prefetched(items: Iterator[Any], depth: int = PREFETCH, group: int = GROUP) -> Iterator[Any]:
+class Prefetched:
     """`items`, produced on a daemon thread up to `depth` groups of `group` items ahead; an
     exception there is raised here. Items travel in groups: one queue hand-over per item costs
     more than a small training step, and the producer works in bursts (a chunk of the corpus at a
-    time) that a short queue cannot hide."""
-    q: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
+    time) that a short queue cannot hide. `producing` says whether the producer is at work now (not
+    waiting for room in the queue): the trainer lends the producer's core to its own step when it is
+    not (`training_threads` in each backend's models/skipgram.py)."""
 
-    def put(kind: str, value: Any) -> bool:
-        while not stop.is_set():
-            try:
-                q.put((kind, value), timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
+    def __init__(self, items: Iterator[Any], depth: int = PREFETCH, group: int = GROUP) -> None:
+        self._queue: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._idle = threading.Event()  # set while the producer waits for room (or has finished)
+        self._items, self._group = items, group
+        self._current: Iterator[Any] = iter(())
+        self._done = False
+        self._thread = threading.Thread(target=self._produce, daemon=True, name="skipgram-batches")
+        self._thread.start()
 
-    def produce() -> None:
+    @property
+    def producing(self) -> bool:
+        return not self._idle.is_set()
+
+    def _put(self, kind: str, value: Any) -> bool:
+        self._idle.set()
+        try:
+            while not self._stop.is_set():
+                try:
+                    self._queue.put((kind, value), timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+        finally:
+            self._idle.clear()
+
+    def _produce(self) -> None:
         batch: list[Any] = []
         try:
-            for item in items:
+            for item in self._items:
                 batch.append(item)
-                if len(batch) == group:
-                    if not put("items", batch):
+                if len(batch) == self._group:
+                    if not self._put("items", batch):
                         return
                     batch = []
-            put("items", batch)
-            put("end", None)
+            self._put("items", batch)
+            self._put("end", None)
         except BaseException as e:  # handed to the consumer, after the items made before it
-            if put("items", batch):
-                put("error", e)
+            if self._put("items", batch):
+                self._put("error", e)
+        finally:
+            self._idle.set()
 
-    thread = threading.Thread(target=produce, daemon=True, name="skipgram-batches")
-    thread.start()
-    try:
+    def __iter__(self) -> Prefetched:
+        return self
+
+    def __next__(self) -> Any:
         while True:
-            kind, value = q.get()
+            for item in self._current:
+                return item
+            if self._done:
+                raise StopIteration
+            kind, value = self._queue.get()
             if kind == "end":
-                return
+                self.close()
+                raise StopIteration
             if kind == "error":
+                self.close()
                 raise value
-            yield from value
-    finally:
-        stop.set()
+            self._current = iter(value)
+
+    def close(self) -> None:
+        """Stop the producer (it may be blocked on a full queue) and end the iteration."""
+        self._done = True
+        self._current = iter(())
+        self._stop.set()
+
+
+def prefetched(items: Iterator[Any], depth: int = PREFETCH, group: int = GROUP) -> Prefetched:
+    return Prefetched(items, depth, group)
 
 
 def learning_rate(train_cfg: TrainConfig, min_lr: float, *, epoch: int, progress: float, step: int) -> float:
@@ -177,7 +212,7 @@ def _fit(
     step = done
     scores: dict[str, float | int] = dict(counters.get("scores", {}))
     mark = time.perf_counter()
-    stream: Any = prefetched(_batches(corpus, data_cfg, train_cfg, epoch))
+    stream = prefetched(_batches(corpus, data_cfg, train_cfg, epoch))
     ctx = folder.catch_signals() if folder is not None else contextlib.nullcontext()
     group: list[tuple[float, SkipgramBatch]] = []  # (rate, batch) waiting to run as one call
     at_end = False
@@ -192,6 +227,7 @@ def _fit(
         nonlocal step, train_seconds, mark, words_done, scores
         lrs, batches = [lr for lr, _ in group], [b for _, b in group]
         group.clear()
+        share_cores(stream.producing)
         if sparse:
             state, metrics = km.sparse_steps(state, batches, lrs)
         else:
@@ -217,7 +253,7 @@ def _fit(
             scores = word_scores(backend, backend.model_of(state), corpus.words, eval_dir)
         return state, at_end
 
-    with ctx, km.training_threads():
+    with ctx, km.training_threads() as share_cores:
         for ep, batch in stream:
             if batch is None:  # an epoch ended
                 if group:

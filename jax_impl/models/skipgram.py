@@ -237,10 +237,15 @@ def host_metrics(pending: list[dict[str, Any]]) -> list[dict[str, float]]:
 
 
 @contextlib.contextmanager
-def training_threads() -> Iterator[None]:
-    """Nothing to change: XLA's CPU thread pool shares the cores with the batch generator without
-    the stalls torch's OpenMP barriers have (reference_torch/models/skipgram.py)."""
-    yield
+def training_threads() -> Iterator[Callable[[bool], None]]:
+    """Yields `share(producing)` like the reference's, which does nothing here: XLA's CPU thread
+    pool shares the cores with the batch generator without the stalls torch's OpenMP barriers have
+    (reference_torch/models/skipgram.py)."""
+
+    def share(producing: bool) -> None:
+        del producing
+
+    yield share
 
 
 def model_of(state: TrainState) -> Model:

@@ -10,7 +10,7 @@ DyNet's minibatching in the source maps here to: `lookup_batch` -> `nn.Embedding
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -182,14 +182,21 @@ def host_metrics(pending: list[dict[str, Any]]) -> list[dict[str, float]]:
 
 
 @contextlib.contextmanager
-def training_threads() -> Iterator[None]:
-    """One intra-op thread while shared/skipgram_training.py trains: its batch generator takes the
-    other core, and two OpenMP threads sharing a core with it stall at every barrier (measured on
-    the 2-core machine: 0.01-1.2 M pairs/s erratic with two, a steady 1.2 M with one)."""
+def training_threads() -> Iterator[Callable[[bool], None]]:
+    """Yields `share(producing)`, called before each group of steps: one intra-op thread while the
+    batch generator (shared/skipgram_training.py) is at work on a core, torch's own number when it
+    waits. Two OpenMP threads sharing a core with the generator stall at every barrier (measured on
+    the 2-core machine: 190,000-360,000 words/s from one run to the next), one thread throughout
+    leaves a core idle most of the time (the generator makes batches ~8x faster than a step uses
+    them); switching costs nothing measurable and the steps' results do not depend on the number of
+    threads (tests/reference_torch/test_skipgram_threads.py)."""
     before = torch.get_num_threads()
-    torch.set_num_threads(1)
+
+    def share(producing: bool) -> None:
+        torch.set_num_threads(1 if producing else before)
+
     try:
-        yield
+        yield share
     finally:
         torch.set_num_threads(before)
 

@@ -1,0 +1,106 @@
+"""The torch skip-gram trainer lends the batch generator's core to its step when the generator waits
+(`training_threads` in reference_torch/models/skipgram.py, `Prefetched.producing` in
+shared/skipgram_training.py). Switching the thread count must not change what a step computes,
+or a resumed run (which switches at other moments) would not be bit-identical to an uninterrupted one."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from shared.backend import get_backend
+from shared.config import TrainConfig
+from shared.kinds.skipgram import SkipgramConfig
+from shared.skipgram_data import SkipgramDataConfig, build_corpus, epoch_batches
+from shared.skipgram_training import prefetched
+
+
+@pytest.fixture(autouse=True)
+def _cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SEQBATCH_TORCH_DEVICE", "cpu")
+
+
+def _batches(n: int) -> list:
+    rng = np.random.default_rng(0)
+    words = [f"w{int(i)}" for i in rng.zipf(1.2, 200_000) % 3000]
+    corpus = build_corpus([words], min_count=1)
+    cfg = SkipgramDataConfig(min_count=1, window=5, negatives=5, sample=1e-3)
+    return list(epoch_batches(corpus, cfg, 1024, seed=0, epoch=0))[:n]
+
+
+def _train(batches: list, threads: list[int]) -> tuple[dict[str, np.ndarray], list[float]]:
+    from reference_torch.models import skipgram as km
+
+    backend = get_backend("torch")
+    cfg = SkipgramConfig(vocab_size=3000, embed_dim=64)
+    state = backend.train_state(km.init(cfg, 0), TrainConfig(optimizer="sgd", lr=0.025, momentum=0.0,
+                                                              steps=len(batches)))
+    losses = []
+    before = torch.get_num_threads()
+    try:
+        for batch, n in zip(batches, threads, strict=True):
+            torch.set_num_threads(n)
+            state, metrics = km.sparse_step(state, batch, 0.025)
+            losses.append(float(metrics["loss"]))
+    finally:
+        torch.set_num_threads(before)
+    return backend.to_params(state.model), losses
+
+
+def test_a_steps_result_does_not_depend_on_the_number_of_threads() -> None:
+    batches = _batches(24)
+    one, losses_one = _train(batches, [1] * 24)
+    for pattern in ([2] * 24, [1, 2, 2, 1] * 6):
+        other, losses_other = _train(batches, pattern)
+        assert losses_other == losses_one
+        for name in one:
+            assert np.array_equal(other[name], one[name]), name
+    assert not np.array_equal(one["out_embed.weight"], 0)  # the steps did update the weights
+
+
+def test_training_threads_gives_the_generators_core_back_only_while_it_works() -> None:
+    from jax_impl.models import skipgram as jax_km
+    from reference_torch.models import skipgram as km
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with km.training_threads() as share:
+            share(True)
+            assert torch.get_num_threads() == 1
+            share(False)
+            assert torch.get_num_threads() == 2
+            share(True)
+        assert torch.get_num_threads() == 2  # restored on the way out
+        with jax_km.training_threads() as share:  # the mirror: callable, changes nothing
+            share(True)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_prefetched_says_when_the_producer_is_at_work() -> None:
+    gate = threading.Event()
+
+    def items():  # type: ignore[no-untyped-def]
+        yield from range(10)
+        gate.wait(5)  # "generating" until the test lets it go
+        yield from range(10, 10**9)
+
+    stream = prefetched(items(), depth=2, group=5)
+    try:
+        assert next(stream) == 0
+        time.sleep(0.2)
+        assert stream.producing  # held inside the generator
+        gate.set()
+        deadline = time.monotonic() + 5
+        while stream.producing and time.monotonic() < deadline:  # fills the queue, then waits for room
+            time.sleep(0.01)
+        assert not stream.producing
+        assert [next(stream) for _ in range(20)] == list(range(1, 21))
+    finally:
+        stream.close()
