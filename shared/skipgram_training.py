@@ -66,7 +66,7 @@ class Prefetched:
         self._queue: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
         self._idle = threading.Event()  # set while the producer waits for room (or has finished)
-        self._items, self._group = items, group
+        self._items, self._group, self._low = items, group, depth // 4
         self._current: Iterator[Any] = iter(())
         self._done = False
         self._thread = threading.Thread(target=self._produce, daemon=True, name="skipgram-batches")
@@ -77,14 +77,20 @@ class Prefetched:
         return not self._idle.is_set()
 
     def _put(self, kind: str, value: Any) -> bool:
+        """Hand `value` over; when that fills the queue, wait until the consumer has taken three
+        quarters of it, so that the producer works in a few long bursts rather than one short burst
+        per group taken (each switch of the trainer's threads costs it a step's stall)."""
         self._idle.set()
         try:
             while not self._stop.is_set():
                 try:
                     self._queue.put((kind, value), timeout=0.1)
-                    return True
                 except queue.Full:
                     continue
+                if self._queue.full():
+                    while self._queue.qsize() > self._low and not self._stop.is_set():
+                        time.sleep(0.002)
+                return True
             return False
         finally:
             self._idle.clear()
