@@ -83,7 +83,7 @@ def test_training_threads_gives_the_generators_core_back_only_while_it_works() -
         torch.set_num_threads(before)
 
 
-def test_prefetched_says_when_the_producer_is_at_work() -> None:
+def test_prefetched_says_when_the_producer_is_at_work_and_works_in_long_bursts() -> None:
     gate = threading.Event()
 
     def items():  # type: ignore[no-untyped-def]
@@ -91,16 +91,21 @@ def test_prefetched_says_when_the_producer_is_at_work() -> None:
         gate.wait(5)  # "generating" until the test lets it go
         yield from range(10, 10**9)
 
-    stream = prefetched(items(), depth=2, group=5)
+    stream = prefetched(items(), depth=4, group=5)
     try:
         assert next(stream) == 0
         time.sleep(0.2)
         assert stream.producing  # held inside the generator
         gate.set()
         deadline = time.monotonic() + 5
-        while stream.producing and time.monotonic() < deadline:  # fills the queue, then waits for room
+        while stream.producing and time.monotonic() < deadline:  # fills the queue, then waits
             time.sleep(0.01)
         assert not stream.producing
-        assert [next(stream) for _ in range(20)] == list(range(1, 21))
+        assert stream._queue.full()
+        assert [next(stream) for _ in range(9)] == list(range(1, 10))  # the first group, then one more
+        time.sleep(0.2)
+        # One group taken of four: the producer waits until the consumer has taken three quarters.
+        assert not stream.producing and stream._queue.qsize() == 3
+        assert [next(stream) for _ in range(30)] == list(range(10, 40))
     finally:
         stream.close()
