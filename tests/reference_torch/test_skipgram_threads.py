@@ -109,3 +109,34 @@ def test_prefetched_says_when_the_producer_is_at_work_and_works_in_long_bursts()
         assert [next(stream) for _ in range(30)] == list(range(10, 40))
     finally:
         stream.close()
+
+
+def test_the_trainer_tells_the_backend_before_every_group_whether_the_producer_works(
+        monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import contextlib
+
+    from reference_torch.models import skipgram as km
+    from shared import skipgram_training
+    from shared.cli import run_captured
+
+    calls: list[object] = []
+
+    @contextlib.contextmanager
+    def recording():  # type: ignore[no-untyped-def]
+        yield calls.append
+
+    monkeypatch.setattr(km, "training_threads", recording)
+    monkeypatch.setattr(skipgram_training, "GROUP_STEPS", 4)
+    words = [f"w{int(i)}" for i in np.random.default_rng(0).zipf(1.3, 4000) % 200]
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(" ".join(words[i:i + 20]) for i in range(0, len(words), 20)) + "\n")
+    code, stdout, stderr = run_captured("train", "--task", "skipgram", "--data", str(corpus), "--backend", "torch",
+                                        "--embed-dim", "8", "--min-count", "1", "--batch-size", "64", "--epochs", "1",
+                                        "--out", str(tmp_path / "run"), "--no-progress")
+    assert code == 0, stderr
+    import json
+
+    steps = json.loads(stdout.strip().splitlines()[-1])["steps"]
+    assert steps > 8
+    assert len(calls) >= steps / 4  # one call per group of (at most) 4 steps
+    assert all(isinstance(c, bool) for c in calls)
