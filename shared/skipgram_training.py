@@ -259,7 +259,9 @@ def _fit(
             scores = word_scores(backend, backend.model_of(state), corpus.words, eval_dir)
         return state, at_end
 
-    with ctx, km.training_threads() as share_cores:
+    # `share_cores` (used by run_group) is bound here, before any group runs; closing the stream stops
+    # its producer thread however the loop ends.
+    with ctx, km.training_threads() as share_cores, contextlib.closing(stream):
         for ep, batch in stream:
             if batch is None:  # an epoch ended
                 if group:
@@ -294,7 +296,6 @@ def _fit(
                     state, at_end = run_group(state)
             if at_end:
                 break
-    stream.close()
     bar.close()
     _flush(loop, pending, state, km)
     rate = words_done / max(train_seconds, 1e-9)
