@@ -184,6 +184,15 @@ WORDS: list[Mutant] = [
     Mutant("skipgram-rate-never-decays", "SGD keeps --lr for the whole run instead of decaying to --min-lr",
            "shared/skipgram_training.py", "return max(min_lr, train_cfg.lr - (train_cfg.lr - min_lr) * min(done, 1.0))",
            "return train_cfg.lr", ("tests/test_cli_skipgram.py",)),
+    Mutant("skipgram-trainer-never-shares-cores", "the trainer never tells the backend if the batch producer works",
+           "shared/skipgram_training.py", "        share_cores(stream.producing)\n", "",
+           ("tests/reference_torch/test_skipgram_threads.py",)),
+    Mutant("skipgram-producer-short-bursts", "the batch producer resumes as soon as a group is taken",
+           "shared/skipgram_training.py", "                if self._queue.full():", "                if False:",
+           ("tests/reference_torch/test_skipgram_threads.py",)),
+    Mutant("torch-skipgram-share-inverted", "torch takes both cores while the producer works and one while it waits",
+           "reference_torch/models/skipgram.py", "torch.set_num_threads(1 if producing else before)",
+           "torch.set_num_threads(before if producing else 1)", ("tests/reference_torch/test_skipgram_threads.py",)),
 ]
 
 STUDIES: list[Mutant] = [
