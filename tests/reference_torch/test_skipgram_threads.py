@@ -5,8 +5,11 @@ or a resumed run (which switches at other moments) would not be bit-identical to
 
 from __future__ import annotations
 
+import contextlib
+import json
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -112,9 +115,7 @@ def test_prefetched_says_when_the_producer_is_at_work_and_works_in_long_bursts()
 
 
 def test_the_trainer_tells_the_backend_before_every_group_whether_the_producer_works(
-        monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    import contextlib
-
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from reference_torch.models import skipgram as km
     from shared import skipgram_training
     from shared.cli import run_captured
@@ -134,8 +135,6 @@ def test_the_trainer_tells_the_backend_before_every_group_whether_the_producer_w
                                         "--embed-dim", "8", "--min-count", "1", "--batch-size", "64", "--epochs", "1",
                                         "--out", str(tmp_path / "run"), "--no-progress")
     assert code == 0, stderr
-    import json
-
     steps = json.loads(stdout.strip().splitlines()[-1])["steps"]
     assert steps > 8
     assert len(calls) >= steps / 4  # one call per group of (at most) 4 steps
